@@ -1,0 +1,156 @@
+import Foundation
+import Kernel
+import NIOCore
+
+/// The delivery sessions service: every rule runs here (through `DeliveryAggregate`'s rules inside
+/// the store's write transaction); handlers only decode, call, encode.
+public struct DeliveryService: Sendable {
+    let store: any DeliveryStore
+    let clock: WallClock
+    let ids: IDGenerator
+    /// `GET /api/sessions/{id}` answers as encoded bytes, keyed by the version every write bumps.
+    let documents: VersionedCache<ByteBuffer>
+
+    public init(store: any DeliveryStore, clock: WallClock, ids: IDGenerator, documentCacheCapacity: Int = 1024) {
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+        self.documents = VersionedCache(capacity: documentCacheCapacity)
+    }
+
+    public static var migrations: [Migration] { DeliverySQL.migrations }
+
+    // MARK: writes
+
+    public func create(userID: String, name: String?, caller: Caller) async throws -> DeliverySession {
+        guard let userID = DeliveryAggregate.trimmedOrNil(userID), userID.count <= 128 else {
+            throw DeliveryError.invalid(field: "user_id", detail: "user_id must be a non-empty string of at most 128 characters.")
+        }
+        let name = name.flatMap(DeliveryAggregate.trimmedOrNil)
+        if let name, name.count > 200 { throw DeliveryError.invalid(field: "name", detail: "name is longer than 200 characters.") }
+        let aggregate = DeliveryAggregate.new(id: ids.make(), userID: userID, name: name, at: clock.now(), actor: caller.id)
+        try await store.create(aggregate)
+        return aggregate.session
+    }
+
+    public func addPackages(_ sessionID: String, _ packages: [NewPackage], caller: Caller) async throws -> AddPackagesOutcome {
+        let (clock, ids) = (clock, ids)
+        return try await store.update(sessionID) { aggregate in
+            try aggregate.addPackages(packages, ids: ids.make, at: clock.now(), actor: caller.id)
+        }.result
+    }
+
+    public func removePackage(_ sessionID: String, packageID: String, caller: Caller) async throws {
+        let clock = clock
+        _ = try await store.update(sessionID) { aggregate in try aggregate.removePackage(packageID, at: clock.now(), actor: caller.id) }
+    }
+
+    public func reuse(_ sessionID: String, userID: String, caller: Caller) async throws -> DeliverySession {
+        guard DeliveryAggregate.trimmedOrNil(userID) != nil else {
+            throw DeliveryError.invalid(field: "user_id", detail: "user_id is required.")
+        }
+        let clock = clock
+        return try await store.update(sessionID) { aggregate in
+            try aggregate.reuse(by: userID, at: clock.now(), actor: caller.id)
+        }.aggregate.session
+    }
+
+    public func start(_ sessionID: String, deliverers: [NewDeliverer], assignments: [String: String], caller: Caller) async throws -> DeliverySession {
+        let clock = clock
+        return try await store.update(sessionID) { aggregate in
+            try aggregate.start(deliverers: deliverers, assignments: assignments, at: clock.now(), actor: caller.id)
+        }.aggregate.session
+    }
+
+    public struct MarkOutcome: Sendable {
+        public var package: Package
+        public var deliverer: SessionDeliverer?
+        public var session: DeliverySession
+    }
+
+    public func mark(
+        _ sessionID: String, _ mark: DeliveryMark, _ reference: PackageReference, delivererID: String, reason: String?, caller: Caller
+    ) async throws -> MarkOutcome {
+        let clock = clock
+        let (package, aggregate) = try await store.update(sessionID) { aggregate in
+            try aggregate.mark(mark, reference, by: delivererID, reason: reason, at: clock.now(), actor: caller.id)
+        }
+        return MarkOutcome(package: package, deliverer: aggregate.deliverer(id: package.assignedDelivererID ?? ""), session: aggregate.session)
+    }
+
+    public func reassign(_ sessionID: String, packageID: String, to delivererID: String, caller: Caller) async throws -> Package {
+        let clock = clock
+        return try await store.update(sessionID) { aggregate in
+            try aggregate.reassign(packageID, to: delivererID, at: clock.now(), actor: caller.id)
+        }.result
+    }
+
+    public enum Transition: Sendable { case pause, resume, complete, archive }
+
+    public func transition(_ sessionID: String, _ transition: Transition, caller: Caller) async throws -> DeliverySession {
+        let clock = clock
+        return try await store.update(sessionID) { aggregate in
+            let now = clock.now()
+            switch transition {
+            case .pause: try aggregate.pause(at: now, actor: caller.id)
+            case .resume: try aggregate.resume(at: now, actor: caller.id)
+            case .complete: try aggregate.complete(at: now, actor: caller.id)
+            case .archive: try aggregate.archive(at: now, actor: caller.id)
+            }
+        }.aggregate.session
+    }
+
+    // MARK: reads
+
+    public func session(_ sessionID: String) async throws -> DeliveryAggregate {
+        guard let aggregate = try await store.load(sessionID) else { throw DeliveryError.sessionNotFound(sessionID) }
+        return aggregate
+    }
+
+    /// The full session document as JSON bytes and its version (for the ETag). Encoded once per version.
+    public func document(_ sessionID: String) async throws -> (body: ByteBuffer, version: Int64) {
+        let aggregate = try await session(sessionID)
+        if let cached = documents.get(sessionID), cached.version == aggregate.version {
+            return (cached.value, cached.version)
+        }
+        let body = try JSONResponse.encode(SessionDocument(aggregate: aggregate))
+        documents.publish(sessionID, version: aggregate.version, value: body)
+        return (body, aggregate.version)
+    }
+
+    public func sessions(userID: String, status: SessionStatus?, cursor: String?, limit: Int) async throws -> (items: [DeliverySession], next: String?) {
+        let rows = try await store.sessions(userID: userID, status: status, after: cursor, limit: limit + 1)
+        let items = Array(rows.prefix(limit))
+        return (items, rows.count > limit ? items.last?.id : nil)
+    }
+
+    public func audit(_ sessionID: String, after cursor: Int64?, limit: Int) async throws -> (items: [AuditEntry], next: String?) {
+        let aggregate = try await session(sessionID)
+        let remaining = aggregate.audit.filter { $0.seq > (cursor ?? 0) }
+        let items = Array(remaining.prefix(limit))
+        return (items, remaining.count > limit ? items.last.map { String($0.seq) } : nil)
+    }
+
+    public struct Verification: Sendable, Equatable {
+        public var valid: Bool
+        public var entries: Int
+        public var firstBadSeq: Int64?
+    }
+
+    /// Recomputes the hash chain from the rows in the database (not from memory).
+    public func verifyAudit(_ sessionID: String) async throws -> Verification {
+        _ = try await session(sessionID)
+        let entries = try await store.storedAudit(sessionID)
+        var previous = AuditChain.genesis
+        for (index, entry) in entries.enumerated() {
+            let expected = AuditChain.hash(
+                previous: previous, stream: sessionID, seq: entry.seq, action: entry.action, actorID: entry.actorID,
+                createdAt: entry.createdAt, details: entry.details)
+            if entry.seq != Int64(index + 1) || entry.prevHash != previous || entry.hash != expected {
+                return Verification(valid: false, entries: entries.count, firstBadSeq: entry.seq)
+            }
+            previous = entry.hash
+        }
+        return Verification(valid: true, entries: entries.count, firstBadSeq: nil)
+    }
+}

@@ -1,0 +1,158 @@
+import Kernel
+
+/// Where delivery sessions are kept. Both implementations run the same SQL (`DeliverySQL`) and
+/// the same contract tests; they differ only in how statements reach the database.
+public protocol DeliveryStore: Sendable {
+    /// Saves a new session (and its first audit entry).
+    func create(_ aggregate: DeliveryAggregate) async throws
+
+    /// The session with everything linked to it, or nil.
+    func load(_ sessionID: String) async throws -> DeliveryAggregate?
+
+    /// Loads the session under its write lock, applies `change`, and saves the difference in one
+    /// transaction, guarded by the version. A change that records no audit entry saves nothing.
+    /// Throws `DeliveryError.sessionNotFound` when there is no such session.
+    func update<T: Sendable>(
+        _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
+    ) async throws -> (result: T, aggregate: DeliveryAggregate)
+
+    /// A user's sessions, newest first, after `cursor` (a session id), at most `limit`.
+    func sessions(userID: String, status: SessionStatus?, after cursor: String?, limit: Int) async throws -> [DeliverySession]
+
+    /// The audit trail as stored, read from the database itself (never from a cache): what
+    /// `audit/verify` checks.
+    func storedAudit(_ sessionID: String) async throws -> [AuditEntry]
+}
+
+public enum DeliveryStores {
+    /// The store for whichever database is open.
+    public static func make(_ storage: Storage, cacheCapacity: Int = 4096) -> any DeliveryStore {
+        let cache = VersionedCache<DeliveryAggregate>(capacity: cacheCapacity)
+        switch storage {
+        case .sqlite(let db): return SQLiteDeliveryStore(db: db, cache: cache)
+        case .postgres(let db): return PostgresDeliveryStore(db: db, cache: cache)
+        }
+    }
+}
+
+struct SQLiteDeliveryStore: DeliveryStore {
+    let db: SQLiteDatabase
+    let cache: VersionedCache<DeliveryAggregate>
+
+    func create(_ aggregate: DeliveryAggregate) async throws {
+        let statements = DeliverySQL.changes(from: nil, to: aggregate)
+        try await db.write { connection in
+            for statement in statements { try connection.execute(statement) }
+        }
+        cache.publish(aggregate.id, version: aggregate.version, value: aggregate)
+    }
+
+    func load(_ sessionID: String) async throws -> DeliveryAggregate? {
+        if let cached = cache.get(sessionID) { return cached.value }
+        let loaded = try await db.read { connection in
+            try DeliverySQL.decode(DeliverySQL.loadQueries.map { try connection.query($0, [.text(sessionID)]) })
+        }
+        if let loaded { cache.publish(sessionID, version: loaded.version, value: loaded) }
+        return loaded
+    }
+
+    func update<T: Sendable>(
+        _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
+    ) async throws -> (result: T, aggregate: DeliveryAggregate) {
+        let cached = cache.get(sessionID)
+        // Runs on the single writer, inside this request's savepoint of the group commit.
+        let outcome = try await db.write { connection -> (T, DeliveryAggregate) in
+            guard let row = try connection.query(DeliverySQL.versionQuery, [.text(sessionID)]).first else {
+                throw DeliveryError.sessionNotFound(sessionID)
+            }
+            let current = try row.int(0)
+            var aggregate: DeliveryAggregate
+            if let cached, cached.version == current {
+                aggregate = cached.value
+            } else {
+                let queries = try DeliverySQL.loadQueries.map { try connection.query($0, [.text(sessionID)]) }
+                guard let loaded = try DeliverySQL.decode(queries) else { throw DeliveryError.sessionNotFound(sessionID) }
+                aggregate = loaded
+            }
+            let before = aggregate
+            let result = try change(&aggregate)
+            guard aggregate.audit.count != before.audit.count else { return (result, before) }
+            aggregate.session.version = before.version + 1
+            for statement in DeliverySQL.changes(from: before, to: aggregate) { try connection.execute(statement) }
+            return (result, aggregate)
+        }
+        cache.publish(sessionID, version: outcome.1.version, value: outcome.1)
+        return outcome
+    }
+
+    func sessions(userID: String, status: SessionStatus?, after cursor: String?, limit: Int) async throws -> [DeliverySession] {
+        let (sql, binds) = DeliverySQL.listQuery(userID: userID, status: status, after: cursor, limit: limit)
+        return try await db.read { connection in try connection.query(sql, binds).map(DeliverySQL.session) }
+    }
+
+    func storedAudit(_ sessionID: String) async throws -> [AuditEntry] {
+        try await db.read { connection in try connection.query(DeliverySQL.auditQuery, [.text(sessionID)]).map(DeliverySQL.auditEntry) }
+    }
+}
+
+struct PostgresDeliveryStore: DeliveryStore {
+    let db: PostgresDatabase
+    let cache: VersionedCache<DeliveryAggregate>
+
+    func create(_ aggregate: DeliveryAggregate) async throws {
+        let statements = DeliverySQL.changes(from: nil, to: aggregate)
+        try await db.transaction { connection in
+            for statement in statements { try await connection.execute(statement) }
+        }
+        cache.publish(aggregate.id, version: aggregate.version, value: aggregate)
+    }
+
+    func load(_ sessionID: String) async throws -> DeliveryAggregate? {
+        if let cached = cache.get(sessionID) { return cached.value }
+        let loaded = try await db.read { connection in try await Self.load(sessionID, connection) }
+        if let loaded { cache.publish(sessionID, version: loaded.version, value: loaded) }
+        return loaded
+    }
+
+    static func load(_ sessionID: String, _ connection: PostgresSQL) async throws -> DeliveryAggregate? {
+        var results: [[SQLRow]] = []
+        for query in DeliverySQL.loadQueries { results.append(try await connection.query(query, [.text(sessionID)])) }
+        return try DeliverySQL.decode(results)
+    }
+
+    func update<T: Sendable>(
+        _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
+    ) async throws -> (result: T, aggregate: DeliveryAggregate) {
+        let outcome = try await db.transaction { connection -> (T, DeliveryAggregate) in
+            // The row lock serialises writers of this session, across every server on the database.
+            guard let row = try await connection.query(DeliverySQL.versionQuery + " FOR UPDATE", [.text(sessionID)]).first else {
+                throw DeliveryError.sessionNotFound(sessionID)
+            }
+            let current = try row.int(0)
+            var aggregate: DeliveryAggregate
+            if let cached = cache.get(sessionID), cached.version == current {
+                aggregate = cached.value
+            } else {
+                guard let loaded = try await Self.load(sessionID, connection) else { throw DeliveryError.sessionNotFound(sessionID) }
+                aggregate = loaded
+            }
+            let before = aggregate
+            let result = try change(&aggregate)
+            guard aggregate.audit.count != before.audit.count else { return (result, before) }
+            aggregate.session.version = before.version + 1
+            for statement in DeliverySQL.changes(from: before, to: aggregate) { try await connection.execute(statement) }
+            return (result, aggregate)
+        }
+        cache.publish(sessionID, version: outcome.1.version, value: outcome.1)
+        return outcome
+    }
+
+    func sessions(userID: String, status: SessionStatus?, after cursor: String?, limit: Int) async throws -> [DeliverySession] {
+        let (sql, binds) = DeliverySQL.listQuery(userID: userID, status: status, after: cursor, limit: limit)
+        return try await db.read { connection in try await connection.query(sql, binds).map(DeliverySQL.session) }
+    }
+
+    func storedAudit(_ sessionID: String) async throws -> [AuditEntry] {
+        try await db.read { connection in try await connection.query(DeliverySQL.auditQuery, [.text(sessionID)]).map(DeliverySQL.auditEntry) }
+    }
+}

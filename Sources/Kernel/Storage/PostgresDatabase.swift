@@ -1,0 +1,161 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+
+/// Where PostgreSQL lives, parsed from a `postgres://user:password@host:port/database` URL.
+public struct PostgresLocation: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    public var requireTLS: Bool
+
+    public init(url: String) throws(ConfigurationError) {
+        guard let components = URLComponents(string: url),
+            let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme),
+            let host = components.host, !host.isEmpty
+        else {
+            throw ConfigurationError(["database: \(Self.redacted(url)) is not a postgres://user:password@host:port/database URL"])
+        }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = components.user.map { $0.removingPercentEncoding ?? $0 } ?? "postgres"
+        self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
+        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        self.database = path.isEmpty ? self.username : path
+        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value
+        self.requireTLS = sslmode == "require" || sslmode == "verify-full"
+    }
+
+    /// The URL with its password hidden, for logs and error messages.
+    public static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? "postgres://***"
+    }
+
+    public func with(database: String) -> PostgresLocation {
+        var copy = self
+        copy.database = database
+        return copy
+    }
+}
+
+/// PostgreSQL through a pool of connections. PostgreSQL batches concurrent commits itself, so each
+/// write is an ordinary transaction; serialisation per aggregate comes from row locks the stores take.
+public final class PostgresDatabase: Service, Sendable {
+    public let client: PostgresClient
+    public let location: PostgresLocation
+    let logger: Logger
+
+    public init(location: PostgresLocation, maximumConnections: Int = 24, logger: Logger) {
+        var configuration = PostgresClient.Configuration(
+            host: location.host,
+            port: location.port,
+            username: location.username,
+            password: location.password,
+            database: location.database,
+            tls: location.requireTLS ? .require(.makeClientConfiguration()) : .disable
+        )
+        configuration.options.connectTimeout = .seconds(5)
+        configuration.options.maximumConnections = maximumConnections
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.location = location
+        self.logger = logger
+    }
+
+    /// The pool's connection loop; must run (in the service group) for queries to be served.
+    public func run() async {
+        await client.run()
+    }
+
+    public func read<T: Sendable>(_ body: (PostgresSQL) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            try await body(PostgresSQL(connection: connection, logger: logger))
+        }
+    }
+
+    /// Runs `body` in a transaction; the error `body` throws is rethrown as it is (not wrapped).
+    public func transaction<T: Sendable>(_ body: (PostgresSQL) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            let sql = PostgresSQL(connection: connection, logger: logger)
+            try await sql.execute("BEGIN")
+            let value: T
+            do {
+                value = try await body(sql)
+            } catch {
+                do { try await sql.execute("ROLLBACK") } catch { logger.warning("rollback failed", metadata: ["error": "\(error)"]) }
+                throw error
+            }
+            try await sql.execute("COMMIT")
+            return value
+        }
+    }
+}
+
+/// One PostgreSQL connection, with the same `query`/`execute` shape as `SQLiteConnection`.
+public struct PostgresSQL: Sendable {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    public func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        let rows = try await connection.query(try Self.query(sql, binds), logger: logger)
+        var result: [SQLRow] = []
+        for try await row in rows {
+            var values: [SQLValue] = []
+            values.reserveCapacity(row.count)
+            for cell in row {
+                values.append(try Self.value(of: cell))
+            }
+            result.append(SQLRow(values))
+        }
+        return result
+    }
+
+    public func execute(_ sql: String, _ binds: [SQLValue] = []) async throws {
+        do {
+            let result = try await connection.query(try Self.query(sql, binds), logger: logger)
+            for try await _ in result {}
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw StorageError.uniqueViolation(error.serverInfo?[.message] ?? sql)
+        }
+    }
+
+    /// Runs a statement; a guarded one (`expectedChanges`) counts its rows through `RETURNING 1`.
+    public func execute(_ statement: SQLStatement) async throws {
+        guard let expected = statement.expectedChanges else {
+            return try await execute(statement.sql, statement.binds)
+        }
+        let changed = try await query(statement.sql + " RETURNING 1", statement.binds).count
+        if expected != changed {
+            throw StorageError.conflict(statement.sql)
+        }
+    }
+
+    static func query(_ sql: String, _ binds: [SQLValue]) throws -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: binds.count)
+        for value in binds {
+            switch value {
+            case .null: bindings.appendNull()
+            case .int(let int): bindings.append(int)
+            case .double(let double): bindings.append(double)
+            case .text(let text): bindings.append(text)
+            case .bool(let bool): bindings.append(bool)
+            }
+        }
+        return PostgresQuery(unsafeSQL: SQLDialect.postgres.placeholders(sql), binds: bindings)
+    }
+
+    static func value(of cell: PostgresCell) throws -> SQLValue {
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .int2, .int4, .int8: return .int(try cell.decode(Int64.self))
+        case .float4, .float8, .numeric: return .double(try cell.decode(Double.self))
+        case .bool: return .bool(try cell.decode(Bool.self))
+        default: return .text(try cell.decode(String.self))
+        }
+    }
+}

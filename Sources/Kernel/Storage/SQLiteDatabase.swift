@@ -1,0 +1,239 @@
+import Foundation
+import GRDB
+import Logging
+import Synchronization
+
+/// A synchronous handle on one SQLite connection, valid only inside a read or write closure.
+public struct SQLiteConnection {
+    let db: Database
+
+    public func query(_ sql: String, _ binds: [SQLValue] = []) throws -> [SQLRow] {
+        let statement = try db.cachedStatement(sql: sql)
+        try statement.setArguments(Self.arguments(binds))
+        var rows: [SQLRow] = []
+        let cursor = try Row.fetchCursor(statement)
+        while let row = try cursor.next() {
+            var values: [SQLValue] = []
+            values.reserveCapacity(row.count)
+            for value in row.databaseValues {
+                switch value.storage {
+                case .null: values.append(.null)
+                case .int64(let int): values.append(.int(int))
+                case .double(let double): values.append(.double(double))
+                case .string(let string): values.append(.text(string))
+                case .blob(let data): values.append(.text(String(decoding: data, as: UTF8.self)))
+                }
+            }
+            rows.append(SQLRow(values))
+        }
+        return rows
+    }
+
+    /// Runs a statement and returns the number of rows it changed.
+    @discardableResult
+    public func execute(_ sql: String, _ binds: [SQLValue] = []) throws -> Int {
+        let statement = try db.cachedStatement(sql: sql)
+        do {
+            try statement.execute(arguments: Self.arguments(binds))
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
+            || error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY
+        {
+            throw StorageError.uniqueViolation(error.message ?? sql)
+        }
+        return db.changesCount
+    }
+
+    public func execute(_ statement: SQLStatement) throws {
+        let changed = try execute(statement.sql, statement.binds)
+        if let expected = statement.expectedChanges, expected != changed {
+            throw StorageError.conflict(statement.sql)
+        }
+    }
+
+    /// Runs `body` in a transaction of its own (migrations; ordinary writes use `SQLiteDatabase.write`).
+    public func transaction(_ body: () throws -> Void) throws {
+        try db.inTransaction(.immediate) {
+            try body()
+            return .commit
+        }
+    }
+
+    static func arguments(_ binds: [SQLValue]) -> StatementArguments {
+        StatementArguments(
+            binds.map { value -> (any DatabaseValueConvertible)? in
+                switch value {
+                case .null: nil
+                case .int(let int): int
+                case .double(let double): double
+                case .text(let text): text
+                case .bool(let bool): bool ? Int64(1) : Int64(0)
+                }
+            }
+        )
+    }
+}
+
+/// SQLite in WAL mode with `synchronous=FULL`: a pool of reader connections and one writer.
+///
+/// Writes are group-committed: callers queue closures, one writer thread takes everything queued,
+/// runs each closure in its own savepoint inside one transaction (so a rule violation rolls back only
+/// that caller's work), commits the batch with one fsync, and only then answers every caller. A 2xx
+/// therefore always means "on disk", at far more than one fsync per request.
+public final class SQLiteDatabase: Sendable {
+    public let path: String
+    let pool: DatabasePool
+    private let writer: GroupCommitWriter
+
+    public init(path: String, logger: Logger) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.maximumReaderCount = 4
+        configuration.foreignKeysEnabled = true
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        self.path = path
+        self.pool = try DatabasePool(path: path, configuration: configuration)
+        self.writer = GroupCommitWriter(pool: pool, logger: logger)
+    }
+
+    /// Runs `body` in its own savepoint of the next group commit; returns once the batch is durable.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await writer.submit(body)
+    }
+
+    public func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await pool.read { db in try body(SQLiteConnection(db: db)) }
+    }
+
+    /// Runs `body` outside any transaction on the writer connection (migrations manage their own).
+    public func withWriterConnection<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await pool.writeWithoutTransaction { db in try body(SQLiteConnection(db: db)) }
+    }
+
+    public func close() {
+        writer.stop()
+        try? pool.close()
+    }
+}
+
+/// The single writer thread behind `SQLiteDatabase.write`.
+final class GroupCommitWriter: Sendable {
+    struct Job: Sendable {
+        /// Runs inside the batch transaction and returns what to do once the batch has ended.
+        let run: @Sendable (Database) -> @Sendable (_ commitError: (any Error)?) -> Void
+        /// Answers the caller when the batch failed before this job ran.
+        let fail: @Sendable (any Error) -> Void
+    }
+
+    private struct Queue {
+        var jobs: [Job] = []
+        var stopped = false
+        var threadStarted = false
+    }
+
+    private let queue = Mutex(Queue())
+    private let wakeup = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    private let pool: DatabasePool
+    private let logger: Logger
+
+    init(pool: DatabasePool, logger: Logger) {
+        self.pool = pool
+        self.logger = logger
+    }
+
+    func submit<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let job = Job(
+                run: { db in
+                    let outcome: Result<T, any Error>
+                    do {
+                        var value: T?
+                        try db.inSavepoint {
+                            value = try body(SQLiteConnection(db: db))
+                            return .commit
+                        }
+                        outcome = value.map { .success($0) } ?? .failure(StorageError.closed)
+                    } catch {
+                        outcome = .failure(error)
+                    }
+                    return { commitError in
+                        if let commitError {
+                            continuation.resume(throwing: commitError)
+                        } else {
+                            continuation.resume(with: outcome)
+                        }
+                    }
+                },
+                fail: { error in continuation.resume(throwing: error) }
+            )
+            let (accepted, startThread) = queue.withLock { state -> (Bool, Bool) in
+                if state.stopped { return (false, false) }
+                state.jobs.append(job)
+                let start = !state.threadStarted
+                state.threadStarted = true
+                return (true, start)
+            }
+            guard accepted else {
+                continuation.resume(throwing: StorageError.closed)
+                return
+            }
+            // The thread starts on first use, so that an unused database costs nothing.
+            if startThread {
+                let thread = Thread { [self] in self.loop() }
+                thread.name = "sessiond-sqlite-writer"
+                thread.start()
+            }
+            wakeup.signal()
+        }
+    }
+
+    /// Finishes what is queued, then stops the thread. Later writes fail with `StorageError.closed`.
+    func stop() {
+        let running = queue.withLock { state -> Bool in
+            let wasRunning = state.threadStarted && !state.stopped
+            state.stopped = true
+            return wasRunning
+        }
+        guard running else { return }
+        wakeup.signal()
+        done.wait()
+    }
+
+    private func loop() {
+        while true {
+            wakeup.wait()
+            let (jobs, stopped) = queue.withLock { state in
+                let jobs = state.jobs
+                state.jobs.removeAll(keepingCapacity: true)
+                return (jobs, state.stopped)
+            }
+            if !jobs.isEmpty { runBatch(jobs) }
+            if stopped {
+                done.signal()
+                return
+            }
+        }
+    }
+
+    private func runBatch(_ jobs: [Job]) {
+        var completions: [@Sendable ((any Error)?) -> Void] = []
+        completions.reserveCapacity(jobs.count)
+        do {
+            try pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    for job in jobs { completions.append(job.run(db)) }
+                    return .commit
+                }
+            }
+            for completion in completions { completion(nil) }
+        } catch {
+            logger.error("group commit failed", metadata: ["error": "\(error)", "batch": "\(jobs.count)"])
+            for completion in completions { completion(error) }
+            for job in jobs.dropFirst(completions.count) { job.fail(error) }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Logging
+
+/// Where the data lives: `sqlite:PATH` (the default) or a `postgres://` URL.
+public enum DatabaseLocation: Sendable, Equatable {
+    case sqlite(path: String)
+    case postgres(PostgresLocation)
+
+    public static let defaultSQLitePath = "./data/sessiond.sqlite"
+
+    public init(parsing value: String) throws(ConfigurationError) {
+        if value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") {
+            self = .postgres(try PostgresLocation(url: value))
+        } else if value.hasPrefix("sqlite:") {
+            var path = String(value.dropFirst("sqlite:".count))
+            if path.hasPrefix("//") { path = String(path.dropFirst(2)) }
+            guard !path.isEmpty else { throw ConfigurationError(["database: sqlite: needs a path, as in sqlite:./data/sessiond.sqlite"]) }
+            self = .sqlite(path: path)
+        } else {
+            throw ConfigurationError(["database: \(PostgresLocation.redacted(value)) is neither sqlite:PATH nor postgres://…"])
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .sqlite(let path): "sqlite:\(path)"
+        case .postgres(let location): "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database)"
+        }
+    }
+}
+
+/// The open database, whichever it is. Stores switch on it once, when they are made.
+public enum Storage: Sendable {
+    case sqlite(SQLiteDatabase)
+    case postgres(PostgresDatabase)
+
+    public static func open(_ location: DatabaseLocation, logger: Logger) throws -> Storage {
+        switch location {
+        case .sqlite(let path): .sqlite(try SQLiteDatabase(path: path, logger: logger))
+        case .postgres(let location): .postgres(PostgresDatabase(location: location, logger: logger))
+        }
+    }
+
+    public var dialect: SQLDialect {
+        switch self {
+        case .sqlite: .sqlite
+        case .postgres: .postgres
+        }
+    }
+
+    /// Runs a read-only query on whichever database this is.
+    public func query(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        switch self {
+        case .sqlite(let db): try await db.read { connection in try connection.query(sql, binds) }
+        case .postgres(let db): try await db.read { connection in try await connection.query(sql, binds) }
+        }
+    }
+
+    /// Runs statements in one durable transaction (group-committed on SQLite).
+    public func write(_ statements: [SQLStatement]) async throws {
+        switch self {
+        case .sqlite(let db):
+            try await db.write { connection in
+                for statement in statements { try connection.execute(statement) }
+            }
+        case .postgres(let db):
+            try await db.transaction { connection in
+                for statement in statements { try await connection.execute(statement) }
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import Kernel
+
+/// OpenAPI 3.1, built from the route registry (so no route can be missing) and the schemas below.
+enum OpenAPIDocument {
+    static func make(routes: [RouteDescription]) -> JSONValue {
+        var paths: [String: [String: JSONValue]] = [:]
+        for route in routes {
+            var operation: [String: JSONValue] = [
+                "summary": .string(route.summary),
+                "tags": .array([.string(route.tag)]),
+                "operationId": .string(operationID(route)),
+            ]
+            var parameters: [JSONValue] = route.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { part in
+                ["name": .string(String(part.dropFirst().dropLast())), "in": "path", "required": true, "schema": ["type": "string"]]
+            }
+            for name in route.queryParameters {
+                parameters.append(["name": .string(name), "in": "query", "required": false, "schema": queryParameterSchema(name)])
+            }
+            if route.method == .post {
+                parameters.append([
+                    "name": "Idempotency-Key", "in": "header", "required": false, "schema": ["type": "string", "maxLength": 255],
+                    "description": "Replays the first answer for 24 h; the same key with another body is a 422.",
+                ])
+            }
+            if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
+            if let request = route.requestSchema {
+                operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": ref(request)]]]
+            }
+            var responses: [String: JSONValue] = [:]
+            var success: [String: JSONValue] = ["description": .string(route.successStatus == 204 ? "No content" : "Success")]
+            if let response = route.responseSchema {
+                success["content"] = ["application/json": ["schema": ref(response)]]
+            }
+            responses[String(route.successStatus)] = .object(success)
+            for status in route.errorStatuses {
+                responses[String(status)] = ["description": "Problem", "content": ["application/problem+json": ["schema": ref("Problem")]]]
+            }
+            operation["responses"] = .object(responses)
+            paths[route.path, default: [:]][route.method.rawValue.lowercased()] = .object(operation)
+        }
+        return [
+            "openapi": "3.1.0",
+            "info": [
+                "title": "sessiond", "version": "0.1.0",
+                "description": "Durable session engine for chat-driven operations: delivery sessions with packages, deliverers, money and an audit trail.",
+            ],
+            "paths": .object(paths.mapValues { .object($0) }),
+            "components": ["schemas": .object(schemas)],
+        ]
+    }
+
+    static func operationID(_ route: RouteDescription) -> String {
+        let words = route.path.split(separator: "/").map { $0.hasPrefix("{") ? "by_" + $0.dropFirst().dropLast() : String($0) }
+        return route.method.rawValue.lowercased() + "_" + words.joined(separator: "_").replacingOccurrences(of: "-", with: "_")
+    }
+
+    static func queryParameterSchema(_ name: String) -> JSONValue {
+        switch name {
+        case "limit": ["type": "integer", "minimum": 1]
+        case "status": ["type": "string", "enum": .array(["open", "active", "paused", "completed", "archived"])]
+        default: ["type": "string"]
+        }
+    }
+
+    static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
+
+    static let string: JSONValue = ["type": "string"]
+    static let nullableString: JSONValue = ["type": .array(["string", "null"])]
+    static let integer: JSONValue = ["type": "integer"]
+    static let cents: JSONValue = ["type": "integer", "minimum": 0, "description": "Integer cents (BRL)."]
+    static let time: JSONValue = ["type": "string", "format": "date-time"]
+    static let nullableTime: JSONValue = ["type": .array(["string", "null"]), "format": "date-time"]
+    static let bool: JSONValue = ["type": "boolean"]
+
+    static func object(_ properties: [String: JSONValue], required: [String] = []) -> JSONValue {
+        var schema: [String: JSONValue] = ["type": "object", "properties": .object(properties)]
+        if !required.isEmpty { schema["required"] = .array(required.map(JSONValue.string)) }
+        return .object(schema)
+    }
+
+    static func array(_ items: JSONValue) -> JSONValue { ["type": "array", "items": items] }
+
+    static let sessionProperties: [String: JSONValue] = [
+        "session_id": string, "user_id": string, "name": nullableString,
+        "status": ["type": "string", "enum": .array(["open", "active", "paused", "completed", "archived"])],
+        "version": integer, "created_at": time, "started_at": nullableTime, "paused_at": nullableTime,
+        "completed_at": nullableTime, "archived_at": nullableTime, "is_readonly": bool, "was_reused": bool,
+        "reuse_count": integer, "packages_total": integer, "packages_delivered": integer, "packages_failed": integer,
+        "packages_pending": integer, "total_revenue_cents": integer, "total_cost_cents": integer, "total_profit_cents": integer,
+        "financial_snapshot": ["oneOf": .array([ref("FinancialSnapshot"), ["type": "null"]])],
+    ]
+
+    static var schemas: [String: JSONValue] {
+        let delivererPay = object([
+            "deliverer_id": string, "name": nullableString, "packages_assigned": integer, "packages_delivered": integer,
+            "packages_failed": integer, "base_salary_cents": cents, "commission_per_delivery_cents": cents, "total_earned_cents": cents,
+        ])
+        var document = sessionProperties
+        document["packages"] = array(ref("Package"))
+        document["addresses"] = array(ref("Address"))
+        document["deliverers"] = array(ref("Deliverer"))
+        document["audit"] = array(ref("AuditEntry"))
+        let addressInput = object(
+            [
+                "street": string, "number": string, "district": string, "city": string, "state": string, "postal_code": string,
+                "latitude": ["type": "number", "minimum": -90, "maximum": 90], "longitude": ["type": "number", "minimum": -180, "maximum": 180],
+            ], required: ["street"])
+        return [
+            "Problem": object(
+                ["type": string, "title": string, "status": integer, "detail": string, "field": string],
+                required: ["type", "title", "status", "detail"]),
+            "Health": object(["status": string]),
+            "Readiness": object(["status": string, "database": string, "schema_version": integer, "expected_schema_version": integer]),
+            "Session": object(sessionProperties, required: ["session_id", "user_id", "status"]),
+            "SessionDocument": object(document, required: ["session_id", "packages", "addresses", "deliverers", "audit"]),
+            "SessionPage": object(["items": array(ref("Session")), "next_cursor": nullableString]),
+            "Package": object([
+                "package_id": string, "barcode": string,
+                "delivery_status": ["type": "string", "enum": .array(["pending", "picked_up", "delivered", "failed"])],
+                "value_cents": cents, "recipient": nullableString, "address_id": nullableString, "assigned_deliverer_id": nullableString,
+                "picked_up_at": nullableTime, "delivered_at": nullableTime, "failed_at": nullableTime, "failure_reason": nullableString,
+                "created_at": time,
+            ]),
+            "Address": object([
+                "address_id": string, "street": string, "number": nullableString, "district": nullableString, "city": nullableString,
+                "state": nullableString, "postal_code": nullableString, "latitude": ["type": .array(["number", "null"])],
+                "longitude": ["type": .array(["number", "null"])], "package_count": integer,
+            ]),
+            "Deliverer": object([
+                "deliverer_id": string, "name": nullableString, "packages_assigned": integer, "packages_delivered": integer,
+                "packages_failed": integer, "packages_pending": integer, "base_salary_cents": cents,
+                "commission_per_delivery_cents": cents, "total_earned_cents": cents,
+            ]),
+            "AuditEntry": object([
+                "seq": integer, "action": string, "actor_id": nullableString, "details": ["type": "object"], "created_at": time,
+                "prev_hash": string, "hash": string,
+            ]),
+            "AuditPage": object(["items": array(ref("AuditEntry")), "next_cursor": nullableString]),
+            "AuditVerification": object(["valid": bool, "entries": integer, "first_bad_seq": ["type": .array(["integer", "null"])]]),
+            "FinancialSnapshot": object([
+                "total_revenue_cents": integer, "total_cost_cents": integer, "total_profit_cents": integer, "packages_total": integer,
+                "packages_delivered": integer, "packages_failed": integer, "packages_pending": integer,
+                "deliverers": array(delivererPay), "completed_at": time,
+            ]),
+            "Dashboard": object([
+                "session_id": string, "status": string, "packages_total": integer, "packages_delivered": integer,
+                "packages_failed": integer, "packages_pending": integer, "packages_picked_up": integer,
+                "progress_percent": ["type": "number"], "delivered_percent": ["type": "number"],
+                "total_revenue_cents": integer, "total_cost_cents": integer, "total_profit_cents": integer,
+                "deliverers": array(["type": "object"]),
+            ]),
+            "CreateSession": object(["user_id": string, "name": string], required: ["user_id"]),
+            "AddPackages": object(
+                [
+                    "packages": array(object(["barcode": string, "value_cents": cents, "recipient": string, "address": addressInput], required: ["barcode"]))
+                ], required: ["packages"]),
+            "AddPackagesResult": object(["added": array(ref("Package")), "duplicates": array(string)]),
+            "Reuse": object(["user_id": string], required: ["user_id"]),
+            "Start": object(
+                [
+                    "deliverers": array(
+                        object(
+                            ["deliverer_id": string, "name": string, "base_salary_cents": cents, "commission_per_delivery_cents": cents],
+                            required: ["deliverer_id", "base_salary_cents", "commission_per_delivery_cents"])),
+                    "assignments": ["type": "object", "additionalProperties": string, "description": "package_id → deliverer_id"],
+                ], required: ["deliverers"]),
+            "Mark": object(["package_id": string, "barcode": string, "deliverer_id": string], required: ["deliverer_id"]),
+            "MarkFailed": object(["package_id": string, "barcode": string, "deliverer_id": string, "reason": string], required: ["deliverer_id", "reason"]),
+            "MarkResult": object(["package": ref("Package"), "deliverer": ref("Deliverer"), "session": ref("Session")]),
+            "Reassign": object(["deliverer_id": string], required: ["deliverer_id"]),
+        ]
+    }
+}

@@ -1,0 +1,70 @@
+import HTTPTypes
+import HummingbirdTesting
+import Kernel
+import Testing
+
+@Suite("Concurrency")
+struct ConcurrencyTests {
+    /// 50 parallel `delivery/complete` calls on one session, from 5 deliverers, over real HTTP:
+    /// every delivery counted once, money exact, and the session completes by itself.
+    @Test("50 parallel deliveries on one session end with exact counts and money")
+    func fiftyParallelDeliveries() async throws {
+        try await withApp(.live) { client, _ in
+            let flow = DeliveryFlow(client: client)
+            let id = try await flow.create(user: "rush")
+            let barcodes = (0..<50).map { "PAR\($0)" }
+            try await flow.add(id, barcodes, value: { Int64(100 + $0) })
+            let deliverers = (1...5).map { "d\($0)" }
+            _ = try await flow.start(id, deliverers: deliverers, base: 3000, commission: 150)
+            let packages = try await flow.assignments(id)
+
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for package in packages {
+                    group.addTask { try await flow.deliver(id, package: package.packageID, by: package.deliverer) }
+                }
+                try await group.waitForAll()
+            }
+
+            let session = try await flow.session(id)
+            let revenue = packages.reduce(Int64(0)) { $0 + $1.value }
+            var delivered: [String: Int64] = [:]
+            for package in packages { delivered[package.deliverer, default: 0] += 1 }
+            let cost = deliverers.reduce(Int64(0)) { $0 + 3000 + 150 * (delivered[$1] ?? 0) }
+            #expect(session["status"]?.string == "completed")
+            #expect(session["packages_delivered"]?.int == 50)
+            #expect(session["total_revenue_cents"]?.int == revenue)
+            #expect(session["total_cost_cents"]?.int == cost)
+            #expect(session["total_profit_cents"]?.int == revenue - cost)
+            for deliverer in session["deliverers"]!.array {
+                let name = deliverer["deliverer_id"]!.string!
+                #expect(deliverer["packages_delivered"]?.int == delivered[name])
+                #expect(deliverer["total_earned_cents"]?.int == 3000 + 150 * (delivered[name] ?? 0))
+            }
+            let audit = session["audit"]!.array
+            #expect(audit.filter { $0["action"]?.string == "package.delivered" }.count == 50)
+            #expect(audit.compactMap { $0["seq"]?.int } == Array(1...Int64(audit.count)))
+            #expect(try await client.json(.get, "/api/sessions/\(id)/audit/verify")["valid"]?.bool == true)
+        }
+    }
+
+    /// The same package delivered by 20 racing calls is counted once.
+    @Test("racing duplicates of one delivery count once")
+    func racingDuplicates() async throws {
+        try await withApp(.live) { client, _ in
+            let flow = DeliveryFlow(client: client)
+            let id = try await flow.create()
+            try await flow.add(id, ["ONE", "TWO"], value: { _ in 500 })
+            _ = try await flow.start(id, deliverers: ["d1"], base: 0, commission: 100)
+            let package = try await flow.assignments(id)[0]
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<20 { group.addTask { try await flow.deliver(id, package: package.packageID, by: "d1") } }
+                try await group.waitForAll()
+            }
+            let session = try await flow.session(id)
+            #expect(session["packages_delivered"]?.int == 1)
+            #expect(session["total_revenue_cents"]?.int == 500)
+            #expect(session["deliverers"]?[0]?["total_earned_cents"]?.int == 100)
+            #expect(session["audit"]!.array.filter { $0["action"]?.string == "package.delivered" }.count == 1)
+        }
+    }
+}

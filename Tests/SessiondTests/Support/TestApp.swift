@@ -1,0 +1,73 @@
+import HTTPTypes
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Kernel
+import NIOCore
+import SessiondApp
+import Testing
+
+/// Builds the real application (the same composition root as `sessiond serve`) on a fresh database.
+func withApp<T>(
+    _ framework: TestingSetup = .router, clock: WallClock = .system,
+    _ body: @Sendable (any TestClientProtocol, DatabaseLocation) async throws -> T
+) async throws -> T {
+    let location = try await TestDatabase.make()
+    var configuration = ServerConfiguration(database: location, logLevel: .error)
+    configuration.port = 0
+    let app = try buildApplication(configuration, clock: clock, logger: TestDatabase.logger)
+    return try await app.test(framework) { client in try await body(client, location) }
+}
+
+extension TestClientProtocol {
+    @discardableResult
+    func send(
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, headers: HTTPFields = [:],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> TestResponse {
+        var headers = headers
+        if json != nil { headers[.contentType] = "application/json" }
+        return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+    }
+
+    /// Sends, checks the status, and returns the body as JSON.
+    @discardableResult
+    func json(
+        _ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil, expect status: HTTPResponse.Status = .ok,
+        headers: HTTPFields = [:], sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> JSONValue {
+        let response = try await send(method, uri, json: body, headers: headers)
+        let text = String(buffer: response.body)
+        #expect(response.status == status, "\(method) \(uri) → \(response.status.code): \(text)", sourceLocation: sourceLocation)
+        if text.isEmpty { return .null }
+        return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
+}
+
+extension JSONValue {
+    subscript(key: String) -> JSONValue? {
+        if case .object(let object) = self { return object[key] }
+        return nil
+    }
+
+    subscript(index: Int) -> JSONValue? {
+        if case .array(let array) = self, array.indices.contains(index) { return array[index] }
+        return nil
+    }
+
+    var string: String? { if case .string(let value) = self { value } else { nil } }
+    var int: Int64? { if case .int(let value) = self { value } else { nil } }
+    var double: Double? {
+        switch self {
+        case .double(let value): value
+        case .int(let value): Double(value)
+        default: nil
+        }
+    }
+    var bool: Bool? { if case .bool(let value) = self { value } else { nil } }
+    var array: [JSONValue] { if case .array(let value) = self { value } else { [] } }
+    var isNull: Bool { self == .null }
+}
+
+/// JSON text from a literal-ish dictionary, for request bodies.
+func body(_ value: JSONValue) -> String { value.canonicalText() }

@@ -1,0 +1,86 @@
+import HTTPTypes
+import Foundation
+import Kernel
+import Logging
+import SessiondApp
+import Synchronization
+
+/// A fresh database per test. SQLite: a temporary file. PostgreSQL (when
+/// SESSIOND_TEST_POSTGRES_URL is set): a database cloned from a template migrated once per run,
+/// so tests stay independent and run in parallel.
+enum TestDatabase {
+    static var postgresURL: String? {
+        ProcessInfo.processInfo.environment["SESSIOND_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    static var backendName: String { postgresURL == nil ? "sqlite" : "postgres" }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "sessiond-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .error
+        return logger
+    }()
+
+    static func make() async throws -> DatabaseLocation {
+        guard let url = postgresURL else {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sessiond-tests-\(UUID().uuidString)")
+            return .sqlite(path: directory.appendingPathComponent("test.sqlite").path)
+        }
+        let admin = try PostgresLocation(url: url)
+        let template = try await PostgresTemplate.shared.name(admin: admin)
+        let name = "sessiond_t_\(UUID().uuidString.prefix(8).lowercased())_\(Int(Date().timeIntervalSince1970))"
+        try await PostgresTemplate.shared.clone(template, into: name, admin: admin)
+        return .postgres(admin.with(database: name))
+    }
+
+    /// Runs `body` with a short-lived PostgreSQL pool.
+    static func withPostgres<T: Sendable>(_ location: PostgresLocation, _ body: @Sendable (PostgresDatabase) async throws -> T) async throws -> T {
+        let db = PostgresDatabase(location: location, maximumConnections: 2, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await db.run() }
+            defer { group.cancelAll() }
+            return try await body(db)
+        }
+    }
+}
+
+/// Makes the migrated template database once per test process; clones are serialised because
+/// PostgreSQL refuses to copy a template while another session is connected to it.
+actor PostgresTemplate {
+    static let shared = PostgresTemplate()
+    // The creation task, not its result: the actor is reentrant, so every test that arrives while
+    // the template is being made must wait on the same task rather than start another.
+    private var template: Task<String, any Error>?
+
+    func name(admin: PostgresLocation) async throws -> String {
+        if let template { return try await template.value }
+        let task = Task { try await Self.makeTemplate(admin: admin) }
+        template = task
+        return try await task.value
+    }
+
+    private static func makeTemplate(admin: PostgresLocation) async throws -> String {
+        let name = "sessiond_tmpl_\(ProcessInfo.processInfo.processIdentifier)_\(Int(Date().timeIntervalSince1970))"
+        try await TestDatabase.withPostgres(admin) { db in
+            // Databases left by earlier runs of this suite.
+            let old = try await db.read { sql in
+                try await sql.query("SELECT datname FROM pg_database WHERE datname LIKE 'sessiond_t_%' OR datname LIKE 'sessiond_tmpl_%'")
+            }
+            for row in old {
+                try? await db.read { sql in try await sql.execute("DROP DATABASE IF EXISTS \"\(try row.string(0))\" WITH (FORCE)") }
+            }
+            try await db.read { sql in try await sql.execute("CREATE DATABASE \"\(name)\"") }
+        }
+        let location = admin.with(database: name)
+        try await TestDatabase.withPostgres(location) { db in
+            try await Migrator(migrations: allMigrations, logger: TestDatabase.logger).migrate(.postgres(db), now: 0)
+        }
+        return name
+    }
+
+    func clone(_ template: String, into name: String, admin: PostgresLocation) async throws {
+        try await TestDatabase.withPostgres(admin) { db in
+            try await db.read { sql in try await sql.execute("CREATE DATABASE \"\(name)\" TEMPLATE \"\(template)\"") }
+        }
+    }
+}
