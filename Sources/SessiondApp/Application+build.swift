@@ -27,7 +27,8 @@ public func buildApplication(
     router.add(middleware: RequestLogMiddleware(ids: ids))
     router.add(middleware: BodyLimitMiddleware(maxBytes: configuration.maxBodyBytes))
     router.add(middleware: ProblemMiddleware(routes: routes))
-    router.add(middleware: IdempotencyMiddleware(store: IdempotencyStore(storage: storage), clock: clock, routes: routes))
+    let idempotency = IdempotencyStore(storage: storage)
+    router.add(middleware: IdempotencyMiddleware(store: idempotency, clock: clock, routes: routes))
 
     SystemRoutes(storage: storage, migrator: migrator, routes: routes).register(on: router)
     let delivery = DeliveryService(store: DeliveryStores.make(storage), clock: clock, ids: ids)
@@ -36,7 +37,10 @@ public func buildApplication(
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
-        services: [StorageService(storage: storage)],
+        services: [
+            StorageService(storage: storage),
+            IdempotencyJanitor(store: idempotency, clock: clock, logger: logger),
+        ],
         logger: logger)
     app.beforeServerStarts {
         try await migrator.migrate(storage, now: clock.now().milliseconds)

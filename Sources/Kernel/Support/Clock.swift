@@ -43,18 +43,39 @@ public final class IDGenerator: Sendable {
             }
             return (state.lastMillis, state.counter)
         }
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - index))) }
-        bytes[6] = 0x70 | UInt8(counter >> 8 & 0x0F)
-        bytes[7] = UInt8(truncatingIfNeeded: counter)
         var random = SystemRandomNumberGenerator()
         let tail = random.next() as UInt64
-        for index in 8..<16 { bytes[index] = UInt8(truncatingIfNeeded: tail >> (8 * (15 - index))) }
-        bytes[8] = 0x80 | (bytes[8] & 0x3F)
-        let hex = bytes.map { byte in
-            let text = String(byte, radix: 16)
-            return byte < 16 ? "0" + text : text
+        // 8-4-4-4-12 lower-case hex, written into one buffer (every request makes one of these).
+        return String(unsafeUninitializedCapacity: 36) { buffer in
+            var position = 0
+            func put(_ byte: UInt8) {
+                buffer[position] = Self.hexDigits[Int(byte >> 4)]
+                buffer[position + 1] = Self.hexDigits[Int(byte & 0x0F)]
+                position += 2
+            }
+            for index in 0..<6 {
+                put(UInt8(truncatingIfNeeded: millis >> (8 * (5 - index))))
+                if index == 3 || index == 5 {
+                    buffer[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+            }
+            put(0x70 | UInt8(counter >> 8 & 0x0F))
+            put(UInt8(truncatingIfNeeded: counter))
+            buffer[position] = UInt8(ascii: "-")
+            position += 1
+            for index in 0..<8 {
+                var byte = UInt8(truncatingIfNeeded: tail >> (8 * (7 - index)))
+                if index == 0 { byte = 0x80 | (byte & 0x3F) }
+                put(byte)
+                if index == 1 {
+                    buffer[position] = UInt8(ascii: "-")
+                    position += 1
+                }
+            }
+            return position
         }
-        return hex[0..<4].joined() + "-" + hex[4..<6].joined() + "-" + hex[6..<8].joined() + "-" + hex[8..<10].joined() + "-" + hex[10..<16].joined()
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }

@@ -1,0 +1,269 @@
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Starts a release `sessiond` on a fresh database, seeds it through the HTTP API, and drives load
+/// at it with `wrk` from a second process on 127.0.0.1. Reports requests/s, p50, p99 and the
+/// server's peak RSS for each workload, and the goals they are held to.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sessiond-bench",
+        abstract: "Measure sessiond: /health, the big session read, and durable deliveries over 1,000 active sessions.")
+
+    @Option(help: "Path of the sessiond binary (build it with -c release).")
+    var server = ".build/release/sessiond"
+
+    @Option(help: "Database for the server: sqlite:PATH (default: a fresh temporary file) or a postgres:// URL of an empty database.")
+    var database: String?
+
+    @Option(help: "Port for the server.")
+    var port = 18080
+
+    @Option(help: "wrk threads.")
+    var threads = 2
+
+    @Option(help: "wrk connections.")
+    var connections = 32
+
+    @Option(help: "Seconds per workload.")
+    var duration = 5
+
+    @Option(help: "Active sessions for the delivery workload.")
+    var sessions = 1000
+
+    @Option(help: "Packages in each of those sessions (enough that no delivery repeats).")
+    var packagesPerSession = 100
+
+    @Option(help: "Server log level during the run.")
+    var logLevel = "warning"
+
+    @Option(help: "Also write the report (markdown) to this file.")
+    var output: String?
+
+    func run() async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sessiond-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        let databaseURL = database ?? "sqlite:\(scratch.appendingPathComponent("bench.sqlite").path)"
+        let serverProcess = Process()
+        serverProcess.executableURL = URL(fileURLWithPath: server)
+        serverProcess.arguments = ["serve", "--port", String(port), "--database", databaseURL, "--log-level", logLevel]
+        serverProcess.standardOutput = FileHandle.nullDevice
+        try serverProcess.run()
+        defer { serverProcess.terminate() }
+        let base = "http://127.0.0.1:\(port)"
+        let client = Client(base: base)
+        try await client.waitUntilReady()
+        log("server pid \(serverProcess.processIdentifier) ready on \(databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite")")
+
+        // Seed: one session with 200 packages for the read; `sessions` active sessions for writes.
+        let bigID = try await client.createSession(user: "bench-reader")
+        try await client.addPackages(bigID, prefix: "BIG", count: 200)
+        try await client.start(bigID, deliverers: ["r1", "r2", "r3", "r4"])
+        let big = try await client.get("/api/sessions/\(bigID)")
+        log("big session: \(big.count) bytes")
+
+        var targets: [[(String, String, String)]] = Array(repeating: [], count: sessions)
+        let seedStart = Date()
+        try await withThrowingTaskGroup(of: (Int, [(String, String, String)]).self) { group in
+            var next = 0
+            func launch(_ index: Int) {
+                group.addTask {
+                    let id = try await client.createSession(user: "bench-writer-\(index % 50)")
+                    try await client.addPackages(id, prefix: "W\(index)-", count: packagesPerSession)
+                    try await client.start(id, deliverers: ["a", "b", "c", "d"])
+                    return (index, try await client.assignments(id).map { (id, $0.0, $0.1) })
+                }
+            }
+            while next < min(8, sessions) { launch(next); next += 1 }
+            while let (index, items) = try await group.next() {
+                targets[index] = items
+                if next < sessions { launch(next); next += 1 }
+            }
+        }
+        log("seeded \(sessions) active sessions × \(packagesPerSession) packages in \(String(format: "%.1f", Date().timeIntervalSince(seedStart))) s")
+
+        // Interleave: consecutive requests go to different sessions.
+        var deliveries: [(String, String, String)] = []
+        for round in 0..<packagesPerSession {
+            for session in targets where round < session.count { deliveries.append(session[round]) }
+        }
+        let script = scratch.appendingPathComponent("deliver.lua")
+        try Self.deliveryScript(deliveries, threads: threads).write(to: script, atomically: true, encoding: .utf8)
+
+        var rows: [Row] = []
+        rows.append(try run(name: "GET /health", url: base + "/health", server: serverProcess))
+        rows.append(try run(name: "GET /api/sessions/{id} (200 packages, \(big.count / 1024) KB)", url: base + "/api/sessions/\(bigID)", server: serverProcess))
+        rows.append(try run(name: "POST delivery/complete over \(sessions) active sessions", url: base, script: script.path, server: serverProcess))
+
+        let delivered = try await client.deliveredCount(targets.prefix(50).map { $0.first?.0 ?? "" })
+        log("check: \(delivered) packages delivered in the first 50 sessions")
+
+        let report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel)")
+        print(report)
+        if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
+    }
+
+    struct Row {
+        var name: String
+        var requestsPerSecond: Double
+        var p50: String
+        var p99: String
+        var non2xx: Int
+        var peakRSSMB: Double
+    }
+
+    func run(name: String, url: String, script: String? = nil, server: Process) throws -> Row {
+        log("load: \(name)")
+        let wrk = Process()
+        wrk.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        var arguments = ["wrk", "-t\(threads)", "-c\(connections)", "-d\(duration)s", "--latency"]
+        if let script { arguments += ["-s", script] }
+        wrk.arguments = arguments + [url]
+        let pipe = Pipe()
+        wrk.standardOutput = pipe
+        try wrk.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        wrk.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        func field(_ prefix: String) -> String? {
+            text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(prefix) }
+                .map { $0.trimmingCharacters(in: .whitespaces).dropFirst(prefix.count).trimmingCharacters(in: .whitespaces) }
+        }
+        let rps = Double(field("Requests/sec:") ?? "0") ?? 0
+        let non2xx = Int(field("Non-2xx or 3xx responses:") ?? "0") ?? 0
+        return Row(
+            name: name, requestsPerSecond: rps, p50: field("50%") ?? "?", p99: field("99%") ?? "?", non2xx: non2xx,
+            peakRSSMB: Self.peakRSS(pid: server.processIdentifier))
+    }
+
+    static func peakRSS(pid: Int32) -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return 0 }
+        let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        return kilobytes / 1024
+    }
+
+    static func deliveryScript(_ deliveries: [(String, String, String)], threads: Int) -> String {
+        var lua = "local items = {\n"
+        for (session, package, deliverer) in deliveries {
+            lua += "{\"/api/sessions/\(session)/delivery/complete\",'{\"package_id\":\"\(package)\",\"deliverer_id\":\"\(deliverer)\"}'},\n"
+        }
+        lua += """
+            }
+            local threads = {}
+            local counter = 0
+            function setup(thread)
+              thread:set("id", counter)
+              counter = counter + 1
+              table.insert(threads, thread)
+            end
+            function init(args)
+              index = id + 1
+              step = \(threads)
+              wrk.method = "POST"
+              wrk.headers["Content-Type"] = "application/json"
+            end
+            function request()
+              local item = items[index]
+              index = index + step
+              if index > #items then index = id + 1 end
+              return wrk.format(nil, item[1], nil, item[2])
+            end
+            """
+        return lua
+    }
+
+    static func report(rows: [Row], database: String, settings: String) -> String {
+        var text = "| workload (\(database)) | requests/s | p50 | p99 | non-2xx | server peak RSS |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+        for row in rows {
+            text += "| \(row.name) | \(String(format: "%.0f", row.requestsPerSecond)) | \(row.p50) | \(row.p99) | \(row.non2xx) | \(String(format: "%.1f", row.peakRSSMB)) MB |\n"
+        }
+        if rows.count == 3, rows[0].requestsPerSecond > 0 {
+            let ratio = rows[1].requestsPerSecond / rows[0].requestsPerSecond * 100
+            text += "\nBig read at \(String(format: "%.0f", ratio))% of /health (goal ≥ 40%). "
+            text += "Durable deliveries \(String(format: "%.0f", rows[2].requestsPerSecond))/s, p99 \(rows[2].p99) (goal ≥ 5,000/s, p99 < 20 ms on SQLite).\n"
+        }
+        text += "\nSettings: \(settings).\n"
+        return text
+    }
+
+    func log(_ message: String) {
+        FileHandle.standardError.write(Data("[bench] \(message)\n".utf8))
+    }
+}
+
+/// The few calls seeding needs, over URLSession.
+struct Client: Sendable {
+    let base: String
+
+    func request(_ method: String, _ path: String, _ body: Any? = nil) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        if let body {
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+
+    func json(_ method: String, _ path: String, _ body: Any? = nil) async throws -> [String: Any] {
+        let (status, data) = try await request(method, path, body)
+        guard (200..<300).contains(status), let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw BenchError("\(method) \(path) → \(status): \(String(decoding: data, as: UTF8.self).prefix(300))")
+        }
+        return object
+    }
+
+    func get(_ path: String) async throws -> Data { try await request("GET", path).1 }
+
+    func waitUntilReady() async throws {
+        for _ in 0..<200 {
+            if let (status, _) = try? await request("GET", "/ready"), status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw BenchError("server did not become ready")
+    }
+
+    func createSession(user: String) async throws -> String {
+        guard let id = try await json("POST", "/api/sessions/create", ["user_id": user])["session_id"] as? String else { throw BenchError("no session_id") }
+        return id
+    }
+
+    func addPackages(_ id: String, prefix: String, count: Int) async throws {
+        let packages: [[String: Any]] = (0..<count).map { index in
+            [
+                "barcode": "\(prefix)\(index)", "value_cents": 1000 + index, "recipient": "Cliente \(index)",
+                "address": ["street": "Rua \(index % 40)", "number": String(index), "district": "Centro", "city": "São Paulo", "state": "SP", "postal_code": "01000-000"],
+            ]
+        }
+        _ = try await json("POST", "/api/sessions/\(id)/packages", ["packages": packages])
+    }
+
+    func start(_ id: String, deliverers: [String]) async throws {
+        _ = try await json("POST", "/api/sessions/\(id)/start", ["deliverers": deliverers.map { ["deliverer_id": $0, "base_salary_cents": 8000, "commission_per_delivery_cents": 300] }])
+    }
+
+    func assignments(_ id: String) async throws -> [(String, String)] {
+        let session = try await json("GET", "/api/sessions/\(id)")
+        return (session["packages"] as? [[String: Any]] ?? []).compactMap { package in
+            guard let packageID = package["package_id"] as? String, let deliverer = package["assigned_deliverer_id"] as? String else { return nil }
+            return (packageID, deliverer)
+        }
+    }
+
+    func deliveredCount(_ ids: [String]) async throws -> Int {
+        var total = 0
+        for id in ids where !id.isEmpty { total += try await json("GET", "/api/sessions/\(id)")["packages_delivered"] as? Int ?? 0 }
+        return total
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
