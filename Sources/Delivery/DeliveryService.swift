@@ -113,7 +113,8 @@ public struct DeliveryService: Sendable {
         if let cached = documents.get(sessionID), cached.version == aggregate.version {
             return (cached.value, cached.version)
         }
-        let body = try JSONResponse.encode(SessionDocument(aggregate: aggregate))
+        let document = SessionDocument(aggregate: aggregate)
+        let body = JSONResponse.encode(document, capacity: document.estimatedSize)
         documents.publish(sessionID, version: aggregate.version, value: body)
         return (body, aggregate.version)
     }

@@ -91,7 +91,8 @@ struct Bench: AsyncParsableCommand {
             for session in targets where round < session.count { deliveries.append(session[round]) }
         }
         let script = scratch.appendingPathComponent("deliver.lua")
-        try Self.deliveryScript(deliveries, threads: threads).write(to: script, atomically: true, encoding: .utf8)
+        try Self.deliveryScript(deliveries, threads: threads, dataPath: scratch.appendingPathComponent("deliveries.tsv").path)
+            .write(to: script, atomically: true, encoding: .utf8)
 
         var rows: [Row] = []
         rows.append(try run(name: "GET /health", url: base + "/health", server: serverProcess))
@@ -147,34 +148,43 @@ struct Bench: AsyncParsableCommand {
         return kilobytes / 1024
     }
 
-    static func deliveryScript(_ deliveries: [(String, String, String)], threads: Int) -> String {
-        var lua = "local items = {\n"
+    /// A wrk script that sends each delivery once: thread n takes lines n, n + threads, … of a data
+    /// file (a Lua table literal this big exceeds Lua's constant limit).
+    static func deliveryScript(_ deliveries: [(String, String, String)], threads: Int, dataPath: String) throws -> String {
+        var lines = ""
         for (session, package, deliverer) in deliveries {
-            lua += "{\"/api/sessions/\(session)/delivery/complete\",'{\"package_id\":\"\(package)\",\"deliverer_id\":\"\(deliverer)\"}'},\n"
+            lines += "/api/sessions/\(session)/delivery/complete\t{\"package_id\":\"\(package)\",\"deliverer_id\":\"\(deliverer)\"}\n"
         }
-        lua += """
-            }
-            local threads = {}
+        try lines.write(toFile: dataPath, atomically: true, encoding: .utf8)
+        return """
             local counter = 0
             function setup(thread)
               thread:set("id", counter)
               counter = counter + 1
-              table.insert(threads, thread)
             end
             function init(args)
-              index = id + 1
-              step = \(threads)
+              paths = {}
+              bodies = {}
+              local n = 0
+              for line in io.lines("\(dataPath)") do
+                if n % \(threads) == id then
+                  local tab = string.find(line, "\\t")
+                  table.insert(paths, string.sub(line, 1, tab - 1))
+                  table.insert(bodies, string.sub(line, tab + 1))
+                end
+                n = n + 1
+              end
+              index = 1
               wrk.method = "POST"
               wrk.headers["Content-Type"] = "application/json"
             end
             function request()
-              local item = items[index]
-              index = index + step
-              if index > #items then index = id + 1 end
-              return wrk.format(nil, item[1], nil, item[2])
+              local i = index
+              index = index + 1
+              if index > #paths then index = 1 end
+              return wrk.format(nil, paths[i], nil, bodies[i])
             end
             """
-        return lua
     }
 
     static func report(rows: [Row], database: String, settings: String) -> String {

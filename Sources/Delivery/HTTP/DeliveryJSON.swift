@@ -1,230 +1,237 @@
 import Kernel
 
-// The JSON shapes of the delivery API contract. Optional fields are written as `null`, never
-// left out, so clients see every documented field on every object.
+// The JSON shapes of the delivery API contract, written with `JSONWriter`. Optional fields are
+// written as `null`, never left out, so clients see every documented field on every object.
 
-extension DeliverySession: Encodable {
-    enum CodingKeys: String, CodingKey {
-        case sessionID = "session_id", userID = "user_id", name, status, version
-        case createdAt = "created_at", startedAt = "started_at", pausedAt = "paused_at"
-        case completedAt = "completed_at", archivedAt = "archived_at", isReadOnly = "is_readonly"
-        case wasReused = "was_reused", reuseCount = "reuse_count", packagesTotal = "packages_total"
-        case packagesDelivered = "packages_delivered", packagesFailed = "packages_failed"
-        case packagesPending = "packages_pending"
-        case totalRevenueCents = "total_revenue_cents", totalCostCents = "total_cost_cents"
-        case totalProfitCents = "total_profit_cents", financialSnapshot = "financial_snapshot"
-        case packages, addresses, deliverers, audit
+extension DeliverySession: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writeFields(to: &writer)
+        writer.endObject()
     }
 
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try encodeFields(into: &container)
-    }
-
-    func encodeFields(into container: inout KeyedEncodingContainer<CodingKeys>) throws {
-        try container.encode(id, forKey: .sessionID)
-        try container.encode(userID, forKey: .userID)
-        try container.encode(name, forKey: .name)
-        try container.encode(status, forKey: .status)
-        try container.encode(version, forKey: .version)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(startedAt, forKey: .startedAt)
-        try container.encode(pausedAt, forKey: .pausedAt)
-        try container.encode(completedAt, forKey: .completedAt)
-        try container.encode(archivedAt, forKey: .archivedAt)
-        try container.encode(isReadOnly, forKey: .isReadOnly)
-        try container.encode(wasReused, forKey: .wasReused)
-        try container.encode(reuseCount, forKey: .reuseCount)
-        try container.encode(packagesTotal, forKey: .packagesTotal)
-        try container.encode(packagesDelivered, forKey: .packagesDelivered)
-        try container.encode(packagesFailed, forKey: .packagesFailed)
-        try container.encode(packagesTotal - packagesDelivered - packagesFailed, forKey: .packagesPending)
-        try container.encode(totalRevenueCents, forKey: .totalRevenueCents)
-        try container.encode(totalCostCents, forKey: .totalCostCents)
-        try container.encode(totalProfitCents, forKey: .totalProfitCents)
-        try container.encode(financialSnapshot, forKey: .financialSnapshot)
+    func writeFields(to writer: inout JSONWriter) {
+        writer.field("session_id", id)
+        writer.field("user_id", userID)
+        writer.field("name", name)
+        writer.field("status", status.rawValue)
+        writer.field("version", version)
+        writer.field("created_at", createdAt)
+        writer.field("started_at", startedAt)
+        writer.field("paused_at", pausedAt)
+        writer.field("completed_at", completedAt)
+        writer.field("archived_at", archivedAt)
+        writer.field("is_readonly", isReadOnly)
+        writer.field("was_reused", wasReused)
+        writer.field("reuse_count", reuseCount)
+        writer.field("packages_total", packagesTotal)
+        writer.field("packages_delivered", packagesDelivered)
+        writer.field("packages_failed", packagesFailed)
+        writer.field("packages_pending", packagesTotal - packagesDelivered - packagesFailed)
+        writer.field("total_revenue_cents", totalRevenueCents)
+        writer.field("total_cost_cents", totalCostCents)
+        writer.field("total_profit_cents", totalProfitCents)
+        writer.field("financial_snapshot", financialSnapshot)
     }
 }
 
-extension Package: Encodable {
-    enum CodingKeys: String, CodingKey {
-        case packageID = "package_id", barcode, deliveryStatus = "delivery_status", valueCents = "value_cents"
-        case recipient, addressID = "address_id", assignedDelivererID = "assigned_deliverer_id"
-        case pickedUpAt = "picked_up_at", deliveredAt = "delivered_at", failedAt = "failed_at"
-        case failureReason = "failure_reason", createdAt = "created_at"
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .packageID)
-        try container.encode(barcode, forKey: .barcode)
-        try container.encode(status, forKey: .deliveryStatus)
-        try container.encode(valueCents, forKey: .valueCents)
-        try container.encode(recipient, forKey: .recipient)
-        try container.encode(addressID, forKey: .addressID)
-        try container.encode(assignedDelivererID, forKey: .assignedDelivererID)
-        try container.encode(pickedUpAt, forKey: .pickedUpAt)
-        try container.encode(deliveredAt, forKey: .deliveredAt)
-        try container.encode(failedAt, forKey: .failedAt)
-        try container.encode(failureReason, forKey: .failureReason)
-        try container.encode(createdAt, forKey: .createdAt)
+extension Package: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("package_id", id)
+        writer.field("barcode", barcode)
+        writer.field("delivery_status", status.rawValue)
+        writer.field("value_cents", valueCents)
+        writer.field("recipient", recipient)
+        writer.field("address_id", addressID)
+        writer.field("assigned_deliverer_id", assignedDelivererID)
+        writer.field("picked_up_at", pickedUpAt)
+        writer.field("delivered_at", deliveredAt)
+        writer.field("failed_at", failedAt)
+        writer.field("failure_reason", failureReason)
+        writer.field("created_at", createdAt)
+        writer.endObject()
     }
 }
 
 /// An address with the number of the session's packages going to it.
-struct AddressView: Encodable {
+struct AddressView: JSONWritable {
     var address: Address
     var packageCount: Int
 
-    enum CodingKeys: String, CodingKey {
-        case addressID = "address_id", street, number, district, city, state, postalCode = "postal_code"
-        case latitude, longitude, packageCount = "package_count"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(address.id, forKey: .addressID)
-        try container.encode(address.street, forKey: .street)
-        try container.encode(address.number, forKey: .number)
-        try container.encode(address.district, forKey: .district)
-        try container.encode(address.city, forKey: .city)
-        try container.encode(address.state, forKey: .state)
-        try container.encode(address.postalCode, forKey: .postalCode)
-        try container.encode(address.latitude, forKey: .latitude)
-        try container.encode(address.longitude, forKey: .longitude)
-        try container.encode(packageCount, forKey: .packageCount)
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("address_id", address.id)
+        writer.field("street", address.street)
+        writer.field("number", address.number)
+        writer.field("district", address.district)
+        writer.field("city", address.city)
+        writer.field("state", address.state)
+        writer.field("postal_code", address.postalCode)
+        writer.field("latitude", address.latitude)
+        writer.field("longitude", address.longitude)
+        writer.field("package_count", packageCount)
+        writer.endObject()
     }
 }
 
-extension SessionDeliverer: Encodable {
-    enum CodingKeys: String, CodingKey {
-        case delivererID = "deliverer_id", name, packagesAssigned = "packages_assigned"
-        case packagesDelivered = "packages_delivered", packagesFailed = "packages_failed"
-        case packagesPending = "packages_pending"
-        case baseSalaryCents = "base_salary_cents", commissionPerDeliveryCents = "commission_per_delivery_cents"
-        case totalEarnedCents = "total_earned_cents"
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .delivererID)
-        try container.encode(name, forKey: .name)
-        try container.encode(packagesAssigned, forKey: .packagesAssigned)
-        try container.encode(packagesDelivered, forKey: .packagesDelivered)
-        try container.encode(packagesFailed, forKey: .packagesFailed)
-        try container.encode(packagesAssigned - packagesDelivered - packagesFailed, forKey: .packagesPending)
-        try container.encode(baseSalaryCents, forKey: .baseSalaryCents)
-        try container.encode(commissionPerDeliveryCents, forKey: .commissionPerDeliveryCents)
-        try container.encode(totalEarnedCents, forKey: .totalEarnedCents)
+extension SessionDeliverer: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("deliverer_id", id)
+        writer.field("name", name)
+        writer.field("packages_assigned", packagesAssigned)
+        writer.field("packages_delivered", packagesDelivered)
+        writer.field("packages_failed", packagesFailed)
+        writer.field("packages_pending", packagesAssigned - packagesDelivered - packagesFailed)
+        writer.field("base_salary_cents", baseSalaryCents)
+        writer.field("commission_per_delivery_cents", commissionPerDeliveryCents)
+        writer.field("total_earned_cents", totalEarnedCents)
+        writer.endObject()
     }
 }
 
-extension AuditEntry: Encodable {
-    enum CodingKeys: String, CodingKey {
-        case seq, action, actorID = "actor_id", details, createdAt = "created_at", prevHash = "prev_hash", hash
+extension AuditEntry: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("seq", seq)
+        writer.field("action", action)
+        writer.field("actor_id", actorID)
+        writer.key("details")
+        writer.raw(json: details)  // stored as canonical JSON: written as it is
+        writer.field("created_at", createdAt)
+        writer.field("prev_hash", prevHash)
+        writer.field("hash", hash)
+        writer.endObject()
     }
+}
 
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(seq, forKey: .seq)
-        try container.encode(action, forKey: .action)
-        try container.encode(actorID, forKey: .actorID)
-        try container.encode(JSONValue.parse(details), forKey: .details)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(prevHash, forKey: .prevHash)
-        try container.encode(hash, forKey: .hash)
+extension FinancialSnapshot: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("total_revenue_cents", totalRevenueCents)
+        writer.field("total_cost_cents", totalCostCents)
+        writer.field("total_profit_cents", totalProfitCents)
+        writer.field("packages_total", packagesTotal)
+        writer.field("packages_delivered", packagesDelivered)
+        writer.field("packages_failed", packagesFailed)
+        writer.field("packages_pending", packagesPending)
+        writer.field("deliverers", array: deliverers)
+        writer.field("completed_at", completedAt)
+        writer.endObject()
+    }
+}
+
+extension FinancialSnapshot.DelivererPay: JSONWritable {
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("deliverer_id", delivererID)
+        writer.field("name", name)
+        writer.field("packages_assigned", packagesAssigned)
+        writer.field("packages_delivered", packagesDelivered)
+        writer.field("packages_failed", packagesFailed)
+        writer.field("base_salary_cents", baseSalaryCents)
+        writer.field("commission_per_delivery_cents", commissionPerDeliveryCents)
+        writer.field("total_earned_cents", totalEarnedCents)
+        writer.endObject()
     }
 }
 
 /// `GET /api/sessions/{id}`: the session with everything linked to it.
-struct SessionDocument: Encodable {
+struct SessionDocument: JSONWritable {
     var aggregate: DeliveryAggregate
 
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: DeliverySession.CodingKeys.self)
-        try aggregate.session.encodeFields(into: &container)
-        try container.encode(aggregate.packages, forKey: .packages)
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        aggregate.session.writeFields(to: &writer)
+        writer.field("packages", array: aggregate.packages)
         var counts: [String: Int] = [:]
-        for package in aggregate.packages { if let id = package.addressID { counts[id, default: 0] += 1 } }
-        try container.encode(aggregate.addresses.map { AddressView(address: $0, packageCount: counts[$0.id] ?? 0) }, forKey: .addresses)
-        try container.encode(aggregate.deliverers, forKey: .deliverers)
-        try container.encode(aggregate.audit, forKey: .audit)
+        for index in aggregate.packages.indices {
+            if let id = aggregate.packages[index].addressID { counts[id, default: 0] += 1 }
+        }
+        writer.field("addresses", array: aggregate.addresses.lazy.map { AddressView(address: $0, packageCount: counts[$0.id] ?? 0) })
+        writer.field("deliverers", array: aggregate.deliverers)
+        writer.field("audit", array: aggregate.audit)
+        writer.endObject()
+    }
+
+    /// Room for the whole document in one allocation (about 600 bytes a package, 350 an entry).
+    var estimatedSize: Int { 1024 + aggregate.packages.count * 640 + aggregate.addresses.count * 256 + aggregate.audit.count * 384 }
+}
+
+struct AddPackagesResponse: JSONWritable {
+    var added: [Package]
+    var duplicates: [String]
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("added", array: added)
+        writer.field("duplicates", array: duplicates)
+        writer.endObject()
     }
 }
 
-struct AddPackagesResponse: Encodable {
-    var added: [Package]
-    var duplicates: [String]
-}
-
-struct MarkResponse: Encodable {
+struct MarkResponse: JSONWritable {
     var package: Package
     var deliverer: SessionDeliverer?
     var session: DeliverySession
-}
 
-struct Page<Item: Encodable>: Encodable {
-    var items: [Item]
-    var nextCursor: String?
-
-    enum CodingKeys: String, CodingKey { case items, nextCursor = "next_cursor" }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(items, forKey: .items)
-        try container.encode(nextCursor, forKey: .nextCursor)
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("package", package)
+        writer.field("deliverer", deliverer)
+        writer.field("session", session)
+        writer.endObject()
     }
 }
 
-struct VerifyResponse: Encodable {
+struct Page<Item: JSONWritable>: JSONWritable {
+    var items: [Item]
+    var nextCursor: String?
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("items", array: items)
+        writer.field("next_cursor", nextCursor)
+        writer.endObject()
+    }
+}
+
+struct VerifyResponse: JSONWritable {
     var valid: Bool
     var entries: Int
     var firstBadSeq: Int64?
 
-    enum CodingKeys: String, CodingKey { case valid, entries, firstBadSeq = "first_bad_seq" }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(valid, forKey: .valid)
-        try container.encode(entries, forKey: .entries)
-        try container.encode(firstBadSeq, forKey: .firstBadSeq)
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("valid", valid)
+        writer.field("entries", entries)
+        writer.field("first_bad_seq", firstBadSeq)
+        writer.endObject()
     }
 }
 
 /// `GET /api/sessions/{id}/dashboard`: live progress.
-struct Dashboard: Encodable {
+struct Dashboard: JSONWritable {
     var aggregate: DeliveryAggregate
 
-    enum CodingKeys: String, CodingKey {
-        case sessionID = "session_id", status, packagesTotal = "packages_total", packagesDelivered = "packages_delivered"
-        case packagesFailed = "packages_failed", packagesPending = "packages_pending", packagesPickedUp = "packages_picked_up"
-        case progressPercent = "progress_percent", deliveredPercent = "delivered_percent"
-        case totalRevenueCents = "total_revenue_cents", totalCostCents = "total_cost_cents"
-        case totalProfitCents = "total_profit_cents", deliverers, version, startedAt = "started_at"
-    }
-
-    struct DelivererProgress: Encodable {
+    struct DelivererProgress: JSONWritable {
         var deliverer: SessionDeliverer
         var pickedUp: Int
 
-        enum CodingKeys: String, CodingKey {
-            case delivererID = "deliverer_id", name, packagesAssigned = "packages_assigned", packagesDelivered = "packages_delivered"
-            case packagesFailed = "packages_failed", packagesPending = "packages_pending", packagesPickedUp = "packages_picked_up"
-            case progressPercent = "progress_percent", totalEarnedCents = "total_earned_cents"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
+        func write(to writer: inout JSONWriter) {
             let done = deliverer.packagesDelivered + deliverer.packagesFailed
-            try container.encode(deliverer.id, forKey: .delivererID)
-            try container.encode(deliverer.name, forKey: .name)
-            try container.encode(deliverer.packagesAssigned, forKey: .packagesAssigned)
-            try container.encode(deliverer.packagesDelivered, forKey: .packagesDelivered)
-            try container.encode(deliverer.packagesFailed, forKey: .packagesFailed)
-            try container.encode(deliverer.packagesAssigned - done, forKey: .packagesPending)
-            try container.encode(pickedUp, forKey: .packagesPickedUp)
-            try container.encode(Dashboard.percent(done, of: deliverer.packagesAssigned), forKey: .progressPercent)
-            try container.encode(deliverer.totalEarnedCents, forKey: .totalEarnedCents)
+            writer.beginObject()
+            writer.field("deliverer_id", deliverer.id)
+            writer.field("name", deliverer.name)
+            writer.field("packages_assigned", deliverer.packagesAssigned)
+            writer.field("packages_delivered", deliverer.packagesDelivered)
+            writer.field("packages_failed", deliverer.packagesFailed)
+            writer.field("packages_pending", deliverer.packagesAssigned - done)
+            writer.field("packages_picked_up", pickedUp)
+            writer.field("progress_percent", Dashboard.percent(done, of: deliverer.packagesAssigned))
+            writer.field("total_earned_cents", deliverer.totalEarnedCents)
+            writer.endObject()
         }
     }
 
@@ -233,28 +240,29 @@ struct Dashboard: Encodable {
         return (Double(part) * 10_000 / Double(whole)).rounded() / 100
     }
 
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
+    func write(to writer: inout JSONWriter) {
         let session = aggregate.session
         let done = session.packagesDelivered + session.packagesFailed
         var pickedUp: [String: Int] = [:]
         for package in aggregate.packages where package.status == .pickedUp {
             pickedUp[package.assignedDelivererID ?? "", default: 0] += 1
         }
-        try container.encode(session.id, forKey: .sessionID)
-        try container.encode(session.status, forKey: .status)
-        try container.encode(session.version, forKey: .version)
-        try container.encode(session.startedAt, forKey: .startedAt)
-        try container.encode(session.packagesTotal, forKey: .packagesTotal)
-        try container.encode(session.packagesDelivered, forKey: .packagesDelivered)
-        try container.encode(session.packagesFailed, forKey: .packagesFailed)
-        try container.encode(session.packagesTotal - done, forKey: .packagesPending)
-        try container.encode(pickedUp.values.reduce(0, +), forKey: .packagesPickedUp)
-        try container.encode(Self.percent(done, of: session.packagesTotal), forKey: .progressPercent)
-        try container.encode(Self.percent(session.packagesDelivered, of: session.packagesTotal), forKey: .deliveredPercent)
-        try container.encode(session.totalRevenueCents, forKey: .totalRevenueCents)
-        try container.encode(session.totalCostCents, forKey: .totalCostCents)
-        try container.encode(session.totalProfitCents, forKey: .totalProfitCents)
-        try container.encode(aggregate.deliverers.map { DelivererProgress(deliverer: $0, pickedUp: pickedUp[$0.id] ?? 0) }, forKey: .deliverers)
+        writer.beginObject()
+        writer.field("session_id", session.id)
+        writer.field("status", session.status.rawValue)
+        writer.field("version", session.version)
+        writer.field("started_at", session.startedAt)
+        writer.field("packages_total", session.packagesTotal)
+        writer.field("packages_delivered", session.packagesDelivered)
+        writer.field("packages_failed", session.packagesFailed)
+        writer.field("packages_pending", session.packagesTotal - done)
+        writer.field("packages_picked_up", pickedUp.values.reduce(0, +))
+        writer.field("progress_percent", Self.percent(done, of: session.packagesTotal))
+        writer.field("delivered_percent", Self.percent(session.packagesDelivered, of: session.packagesTotal))
+        writer.field("total_revenue_cents", session.totalRevenueCents)
+        writer.field("total_cost_cents", session.totalCostCents)
+        writer.field("total_profit_cents", session.totalProfitCents)
+        writer.field("deliverers", array: aggregate.deliverers.lazy.map { DelivererProgress(deliverer: $0, pickedUp: pickedUp[$0.id] ?? 0) })
+        writer.endObject()
     }
 }

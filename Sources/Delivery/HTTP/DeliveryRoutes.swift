@@ -54,7 +54,7 @@ public struct DeliveryRoutes: Sendable {
         routes.add(.init(.post, "/api/sessions/create", summary: "Open a new delivery session", tag: tag, request: "CreateSession", response: "Session", status: 201, errors: [400, 422]), to: router) { request, context in
             let body = try await request.decodeJSON(as: CreateBody.self, context: context)
             let session = try await service.create(userID: body.userID, name: body.name, caller: context.caller)
-            return try JSONResponse.make(session, status: .created, headers: [.location: "/api/sessions/\(session.id)"])
+            return JSONResponse.write(session, status: .created, headers: [.location: "/api/sessions/\(session.id)"])
         }
         routes.add(.init(.get, "/api/sessions/user/{user_id}", summary: "A user's sessions, newest first", tag: tag, response: "SessionPage", errors: [422], query: ["status", "limit", "cursor"]), to: router) { request, context in
             let userID = try context.parameters.require("user_id")
@@ -67,7 +67,7 @@ public struct DeliveryRoutes: Sendable {
             }
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
             let page = try await service.sessions(userID: userID, status: status, cursor: request.queryString("cursor"), limit: limit)
-            return try JSONResponse.make(Page(items: page.items, nextCursor: page.next))
+            return JSONResponse.write(Page(items: page.items, nextCursor: page.next))
         }
         routes.add(.init(.get, "/api/sessions/{id}", summary: "A session with its packages, addresses, deliverers and audit trail", tag: tag, response: "SessionDocument", errors: [404]), to: router) { request, context in
             let (body, version) = try await service.document(try context.parameters.require("id"))
@@ -78,12 +78,12 @@ public struct DeliveryRoutes: Sendable {
             return JSONResponse.bytes(body, headers: [.eTag: etag])
         }
         routes.add(.init(.get, "/api/sessions/{id}/dashboard", summary: "Live progress of a session", tag: tag, response: "Dashboard", errors: [404]), to: router) { _, context in
-            try JSONResponse.make(Dashboard(aggregate: try await service.session(try context.parameters.require("id"))))
+            JSONResponse.write(Dashboard(aggregate: try await service.session(try context.parameters.require("id"))))
         }
         routes.add(.init(.post, "/api/sessions/{id}/packages", summary: "Add packages; duplicates are reported, not added", tag: tag, request: "AddPackages", response: "AddPackagesResult", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: PackagesBody.self, context: context)
             let outcome = try await service.addPackages(try context.parameters.require("id"), body.packages, caller: context.caller)
-            return try JSONResponse.make(AddPackagesResponse(added: outcome.added, duplicates: outcome.duplicates))
+            return JSONResponse.write(AddPackagesResponse(added: outcome.added, duplicates: outcome.duplicates))
         }
         routes.add(.init(.delete, "/api/sessions/{id}/packages/{package_id}", summary: "Remove a package before the session starts", tag: tag, status: 204, errors: [404, 409]), to: router) { _, context in
             try await service.removePackage(try context.parameters.require("id"), packageID: try context.parameters.require("package_id"), caller: context.caller)
@@ -94,17 +94,17 @@ public struct DeliveryRoutes: Sendable {
             let package = try await service.reassign(
                 try context.parameters.require("id"), packageID: try context.parameters.require("package_id"), to: body.delivererID,
                 caller: context.caller)
-            return try JSONResponse.make(package)
+            return JSONResponse.write(package)
         }
         routes.add(.init(.post, "/api/sessions/{id}/reuse", summary: "Come back into an open session", tag: tag, request: "Reuse", response: "Session", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: ReuseBody.self, context: context)
-            return try JSONResponse.make(try await service.reuse(try context.parameters.require("id"), userID: body.userID, caller: context.caller))
+            return JSONResponse.write(try await service.reuse(try context.parameters.require("id"), userID: body.userID, caller: context.caller))
         }
         routes.add(.init(.post, "/api/sessions/{id}/start", summary: "Bring deliverers in and start delivering", tag: tag, request: "Start", response: "Session", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: StartBody.self, context: context)
             let session = try await service.start(
                 try context.parameters.require("id"), deliverers: body.deliverers, assignments: body.assignments ?? [:], caller: context.caller)
-            return try JSONResponse.make(session)
+            return JSONResponse.write(session)
         }
         let marks: [(String, DeliveryMark, String, String)] = [
             ("complete", .delivered, "Mark a package delivered by its deliverer", "Mark"),
@@ -117,7 +117,7 @@ public struct DeliveryRoutes: Sendable {
                 let outcome = try await service.mark(
                     try context.parameters.require("id"), mark, try body.reference, delivererID: body.delivererID, reason: body.reason,
                     caller: context.caller)
-                return try JSONResponse.make(MarkResponse(package: outcome.package, deliverer: outcome.deliverer, session: outcome.session))
+                return JSONResponse.write(MarkResponse(package: outcome.package, deliverer: outcome.deliverer, session: outcome.session))
             }
         }
         let transitions: [(String, DeliveryService.Transition, String)] = [
@@ -128,7 +128,7 @@ public struct DeliveryRoutes: Sendable {
         ]
         for (path, transition, summary) in transitions {
             routes.add(.init(.post, "/api/sessions/{id}/\(path)", summary: summary, tag: tag, response: "Session", errors: [404, 409]), to: router) { _, context in
-                try JSONResponse.make(try await service.transition(try context.parameters.require("id"), transition, caller: context.caller))
+                JSONResponse.write(try await service.transition(try context.parameters.require("id"), transition, caller: context.caller))
             }
         }
         routes.add(.init(.get, "/api/sessions/{id}/audit", summary: "The session's audit trail, oldest first", tag: tag, response: "AuditPage", errors: [404, 422], query: ["limit", "cursor"]), to: router) { request, context in
@@ -139,11 +139,11 @@ public struct DeliveryRoutes: Sendable {
                 cursor = value
             }
             let page = try await service.audit(try context.parameters.require("id"), after: cursor, limit: limit)
-            return try JSONResponse.make(Page(items: page.items, nextCursor: page.next))
+            return JSONResponse.write(Page(items: page.items, nextCursor: page.next))
         }
         routes.add(.init(.get, "/api/sessions/{id}/audit/verify", summary: "Check the audit trail's hash chain as stored", tag: tag, response: "AuditVerification", errors: [404]), to: router) { _, context in
             let result = try await service.verifyAudit(try context.parameters.require("id"))
-            return try JSONResponse.make(VerifyResponse(valid: result.valid, entries: result.entries, firstBadSeq: result.firstBadSeq))
+            return JSONResponse.write(VerifyResponse(valid: result.valid, entries: result.entries, firstBadSeq: result.firstBadSeq))
         }
     }
 }

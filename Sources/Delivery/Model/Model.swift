@@ -98,8 +98,8 @@ public struct AuditEntry: Sendable, Equatable {
 }
 
 /// The figures frozen into a session when it completes.
-public struct FinancialSnapshot: Sendable, Equatable, Codable {
-    public struct DelivererPay: Sendable, Equatable, Codable {
+public struct FinancialSnapshot: Sendable, Equatable, Decodable {
+    public struct DelivererPay: Sendable, Equatable, Decodable {
         public var delivererID: String
         public var name: String?
         public var packagesAssigned: Int

@@ -358,28 +358,36 @@ extension DeliveryAggregate {
         var delivered = 0
         var failed = 0
         var revenue: Int64 = 0
-        var perDeliverer: [String: (assigned: Int, delivered: Int, failed: Int)] = [:]
-        for package in packages {
+        // Tallies by deliverer position: sessions have a handful of deliverers, so a linear match
+        // beats hashing every package's deliverer id.
+        var assigned = [Int](repeating: 0, count: deliverers.count)
+        var deliveredBy = assigned
+        var failedBy = assigned
+        // Indexed access reads the packages in place; `for package in packages` would copy each one.
+        for index in packages.indices {
             total += 1
-            if let id = package.assignedDelivererID { perDeliverer[id, default: (0, 0, 0)].assigned += 1 }
-            switch package.status {
+            var slot: Int?
+            if packages[index].assignedDelivererID != nil {
+                slot = deliverers.indices.first { deliverers[$0].id == packages[index].assignedDelivererID }
+            }
+            if let slot { assigned[slot] += 1 }
+            switch packages[index].status {
             case .delivered:
                 delivered += 1
-                revenue += package.valueCents
-                if let id = package.assignedDelivererID { perDeliverer[id, default: (0, 0, 0)].delivered += 1 }
+                revenue += packages[index].valueCents
+                if let slot { deliveredBy[slot] += 1 }
             case .failed:
                 failed += 1
-                if let id = package.assignedDelivererID { perDeliverer[id, default: (0, 0, 0)].failed += 1 }
+                if let slot { failedBy[slot] += 1 }
             case .pending, .pickedUp:
                 break
             }
         }
         var cost: Int64 = 0
         for index in deliverers.indices {
-            let figures = perDeliverer[deliverers[index].id] ?? (0, 0, 0)
-            deliverers[index].packagesAssigned = figures.assigned
-            deliverers[index].packagesDelivered = figures.delivered
-            deliverers[index].packagesFailed = figures.failed
+            deliverers[index].packagesAssigned = assigned[index]
+            deliverers[index].packagesDelivered = deliveredBy[index]
+            deliverers[index].packagesFailed = failedBy[index]
             cost += deliverers[index].totalEarnedCents
         }
         session.packagesTotal = total

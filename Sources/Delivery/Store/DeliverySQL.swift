@@ -117,7 +117,7 @@ enum DeliverySQL {
         var statements: [SQLStatement] = []
         let id = SQLValue.text(after.id)
         let session = after.session
-        let snapshot = session.financialSnapshot.flatMap { try? JSONEncoder().encode($0) }.map { String(decoding: $0, as: UTF8.self) }
+        let snapshot = session.financialSnapshot.map { String(buffer: JSONResponse.encode($0)) }
         let sessionValues: [SQLValue] = [
             .text(session.userID), SQLValue(session.name), .text(session.status.rawValue), .int(session.version),
             .int(session.createdAt.milliseconds), SQLValue(session.startedAt?.milliseconds), SQLValue(session.pausedAt?.milliseconds),
@@ -142,8 +142,8 @@ enum DeliverySQL {
                     [id] + sessionValues))
         }
 
-        let knownAddresses = Set(before?.addresses.map(\.id) ?? [])
-        for address in after.addresses where !knownAddresses.contains(address.id) {
+        // Addresses are only ever appended: the new ones are the tail.
+        for address in after.addresses.dropFirst(before?.addresses.count ?? 0) {
             statements.append(
                 SQLStatement(
                     "INSERT INTO delivery_addresses (\(addressColumns), session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -154,13 +154,18 @@ enum DeliverySQL {
                     ]))
         }
 
-        let oldDeliverers = Dictionary(uniqueKeysWithValues: (before?.deliverers ?? []).map { ($0.id, $0) })
-        for deliverer in after.deliverers {
+        // Deliverers and packages keep their order, so a write that adds or removes none compares
+        // them position by position; only when the ids no longer line up is a lookup built.
+        let oldDeliverers = before?.deliverers ?? []
+        let delivererLookup: [String: SessionDeliverer]? =
+            Self.sameIDs(oldDeliverers, after.deliverers, id: \.id) ? nil : Dictionary(uniqueKeysWithValues: oldDeliverers.map { ($0.id, $0) })
+        for (index, deliverer) in after.deliverers.enumerated() {
             let counts: [SQLValue] = [
                 .int(Int64(deliverer.packagesAssigned)), .int(Int64(deliverer.packagesDelivered)),
                 .int(Int64(deliverer.packagesFailed)), .int(deliverer.totalEarnedCents),
             ]
-            if let old = oldDeliverers[deliverer.id] {
+            let old = delivererLookup.map { $0[deliverer.id] } ?? oldDeliverers[index]
+            if let old {
                 guard old != deliverer else { continue }
                 statements.append(
                     SQLStatement(
@@ -184,37 +189,24 @@ enum DeliverySQL {
             }
         }
 
-        let oldPackages = Dictionary(uniqueKeysWithValues: (before?.packages ?? []).map { ($0.id, $0) })
-        let remaining = Set(after.packages.map(\.id))
-        for old in before?.packages ?? [] where !remaining.contains(old.id) {
-            statements.append(SQLStatement("DELETE FROM delivery_packages WHERE package_id = ?", [.text(old.id)]))
-        }
-        for package in after.packages {
-            let state: [SQLValue] = [
-                .text(package.status.rawValue), SQLValue(package.assignedDelivererID), SQLValue(package.pickedUpAt?.milliseconds),
-                SQLValue(package.deliveredAt?.milliseconds), SQLValue(package.failedAt?.milliseconds), SQLValue(package.failureReason),
-            ]
-            if let old = oldPackages[package.id] {
-                guard old != package else { continue }
-                statements.append(
-                    SQLStatement(
-                        """
-                        UPDATE delivery_packages SET delivery_status = ?, assigned_deliverer_id = ?, picked_up_at = ?,
-                        delivered_at = ?, failed_at = ?, failure_reason = ? WHERE package_id = ?
-                        """,
-                        state + [.text(package.id)]))
-            } else {
-                statements.append(
-                    SQLStatement(
-                        """
-                        INSERT INTO delivery_packages (delivery_status, assigned_deliverer_id, picked_up_at, delivered_at,
-                        failed_at, failure_reason, package_id, session_id, barcode, value_cents, recipient, address_id,
-                        created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                        state + [
-                            .text(package.id), id, .text(package.barcode), .int(package.valueCents), SQLValue(package.recipient),
-                            SQLValue(package.addressID), .int(package.createdAt.milliseconds), .int(Int64(package.position)),
-                        ]))
+        let oldPackages = before?.packages ?? []
+        if Self.samePackageIDs(oldPackages, after.packages) {
+            // Elements are compared in place (no copies: this runs on every write, over every package).
+            for index in after.packages.indices where oldPackages[index] != after.packages[index] {
+                statements.append(updatePackage(after.packages[index]))
+            }
+        } else {
+            let lookup = Dictionary(uniqueKeysWithValues: oldPackages.map { ($0.id, $0) })
+            let remaining = Set(after.packages.map(\.id))
+            for old in oldPackages where !remaining.contains(old.id) {
+                statements.append(SQLStatement("DELETE FROM delivery_packages WHERE package_id = ?", [.text(old.id)]))
+            }
+            for package in after.packages {
+                switch lookup[package.id] {
+                case .some(let old) where old == package: continue
+                case .some: statements.append(updatePackage(package))
+                case .none: statements.append(insertPackage(package, sessionID: id))
+                }
             }
         }
 
@@ -229,6 +221,48 @@ enum DeliverySQL {
                     ]))
         }
         return statements
+    }
+
+    static func packageState(_ package: Package) -> [SQLValue] {
+        [
+            .text(package.status.rawValue), SQLValue(package.assignedDelivererID), SQLValue(package.pickedUpAt?.milliseconds),
+            SQLValue(package.deliveredAt?.milliseconds), SQLValue(package.failedAt?.milliseconds), SQLValue(package.failureReason),
+        ]
+    }
+
+    static func updatePackage(_ package: Package) -> SQLStatement {
+        SQLStatement(
+            """
+            UPDATE delivery_packages SET delivery_status = ?, assigned_deliverer_id = ?, picked_up_at = ?,
+            delivered_at = ?, failed_at = ?, failure_reason = ? WHERE package_id = ?
+            """,
+            packageState(package) + [.text(package.id)])
+    }
+
+    static func insertPackage(_ package: Package, sessionID: SQLValue) -> SQLStatement {
+        SQLStatement(
+            """
+            INSERT INTO delivery_packages (delivery_status, assigned_deliverer_id, picked_up_at, delivered_at,
+            failed_at, failure_reason, package_id, session_id, barcode, value_cents, recipient, address_id,
+            created_at, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            packageState(package) + [
+                .text(package.id), sessionID, .text(package.barcode), .int(package.valueCents), SQLValue(package.recipient),
+                SQLValue(package.addressID), .int(package.createdAt.milliseconds), .int(Int64(package.position)),
+            ])
+    }
+
+    static func samePackageIDs(_ lhs: [Package], _ rhs: [Package]) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        for index in lhs.indices where lhs[index].id != rhs[index].id { return false }
+        return true
+    }
+
+    /// Whether two lists hold the same ids in the same order.
+    static func sameIDs<Element>(_ lhs: [Element], _ rhs: [Element], id: (Element) -> String) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        for index in lhs.indices where id(lhs[index]) != id(rhs[index]) { return false }
+        return true
     }
 
     // MARK: schema

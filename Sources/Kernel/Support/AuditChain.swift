@@ -14,9 +14,18 @@ public enum AuditChain {
             hasher.update(data: Array(part.utf8))
             hasher.update(data: [0x1F])  // unit separator: no two field splits hash alike
         }
-        return hasher.finalize().map { byte in
-            let text = String(byte, radix: 16)
-            return byte < 16 ? "0" + text : text
-        }.joined()
+        return hex(Array(hasher.finalize()))
+    }
+
+    static let digits = Array("0123456789abcdef".utf8)
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
+            for (index, byte) in bytes.enumerated() {
+                buffer[2 * index] = digits[Int(byte >> 4)]
+                buffer[2 * index + 1] = digits[Int(byte & 0x0F)]
+            }
+            return bytes.count * 2
+        }
     }
 }

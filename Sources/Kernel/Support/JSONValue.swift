@@ -43,15 +43,11 @@ public enum JSONValue: Sendable, Hashable, Codable {
         }
     }
 
-    /// Sorted keys: the same value always gives the same bytes (the audit hash chain relies on it).
+    /// Sorted keys, for problem documents and other JSON written through `Codable`.
     public static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
-    }
-
-    public func canonicalText() -> String {
-        (try? Self.encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
     }
 
     public static func parse(_ text: String) -> JSONValue {
