@@ -193,7 +193,8 @@ enum DeliverySQL {
         if Self.samePackageIDs(oldPackages, after.packages) {
             // Elements are compared in place (no copies: this runs on every write, over every package).
             for index in after.packages.indices where oldPackages[index] != after.packages[index] {
-                statements.append(updatePackage(after.packages[index]))
+                let reassigned = oldPackages[index].assignedDelivererID != after.packages[index].assignedDelivererID
+                statements.append(updatePackage(after.packages[index], reassigned: reassigned))
             }
         } else {
             let lookup = Dictionary(uniqueKeysWithValues: oldPackages.map { ($0.id, $0) })
@@ -204,7 +205,7 @@ enum DeliverySQL {
             for package in after.packages {
                 switch lookup[package.id] {
                 case .some(let old) where old == package: continue
-                case .some: statements.append(updatePackage(package))
+                case .some(let old): statements.append(updatePackage(package, reassigned: old.assignedDelivererID != package.assignedDelivererID))
                 case .none: statements.append(insertPackage(package, sessionID: id))
                 }
             }
@@ -230,13 +231,27 @@ enum DeliverySQL {
         ]
     }
 
-    static func updatePackage(_ package: Package) -> SQLStatement {
-        SQLStatement(
+    /// Sets `assigned_deliverer_id` only when it changed: setting it, even to the same value, makes
+    /// SQLite rewrite its index entry, one more page to write on every delivery.
+    static func updatePackage(_ package: Package, reassigned: Bool) -> SQLStatement {
+        let progress: [SQLValue] = [
+            .text(package.status.rawValue), SQLValue(package.pickedUpAt?.milliseconds), SQLValue(package.deliveredAt?.milliseconds),
+            SQLValue(package.failedAt?.milliseconds), SQLValue(package.failureReason),
+        ]
+        if reassigned {
+            return SQLStatement(
+                """
+                UPDATE delivery_packages SET delivery_status = ?, picked_up_at = ?, delivered_at = ?, failed_at = ?,
+                failure_reason = ?, assigned_deliverer_id = ? WHERE package_id = ?
+                """,
+                progress + [SQLValue(package.assignedDelivererID), .text(package.id)])
+        }
+        return SQLStatement(
             """
-            UPDATE delivery_packages SET delivery_status = ?, assigned_deliverer_id = ?, picked_up_at = ?,
-            delivered_at = ?, failed_at = ?, failure_reason = ? WHERE package_id = ?
+            UPDATE delivery_packages SET delivery_status = ?, picked_up_at = ?, delivered_at = ?, failed_at = ?,
+            failure_reason = ? WHERE package_id = ?
             """,
-            packageState(package) + [.text(package.id)])
+            progress + [.text(package.id)])
     }
 
     static func insertPackage(_ package: Package, sessionID: SQLValue) -> SQLStatement {

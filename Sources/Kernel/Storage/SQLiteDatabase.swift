@@ -83,6 +83,7 @@ public final class SQLiteDatabase: Sendable {
     public let path: String
     let pool: DatabasePool
     private let writer: GroupCommitWriter
+    private let checkpointer: WALCheckpointer
 
     public init(path: String, logger: Logger) throws {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -93,15 +94,20 @@ public final class SQLiteDatabase: Sendable {
         configuration.foreignKeysEnabled = true
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // WAL checkpoints run on a connection and thread of their own (WALCheckpointer), not
+            // inside the writer's COMMIT that every caller of the batch is waiting on.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         self.path = path
         self.pool = try DatabasePool(path: path, configuration: configuration)
         self.writer = GroupCommitWriter(pool: pool, logger: logger)
+        self.checkpointer = try WALCheckpointer(path: path, logger: logger)
     }
 
     /// Runs `body` in its own savepoint of the next group commit; returns once the batch is durable.
     public func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
-        try await writer.submit(body)
+        checkpointer.startIfNeeded()
+        return try await writer.submit(body)
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
@@ -115,7 +121,53 @@ public final class SQLiteDatabase: Sendable {
 
     public func close() {
         writer.stop()
+        checkpointer.stop()
         try? pool.close()
+    }
+}
+
+/// Copies the WAL back into the database file every 50 ms from its own connection and thread.
+/// PASSIVE checkpoints take no write lock, so the writer keeps committing meanwhile; they skip
+/// frames a reader still needs and pick them up the next time.
+final class WALCheckpointer: Sendable {
+    private let queue: DatabaseQueue
+    private let stopped = Atomic<Bool>(false)
+    private let done = DispatchSemaphore(value: 0)
+    private let started = Atomic<Bool>(false)
+    private let logger: Logger
+    static let interval: Duration = .milliseconds(50)
+
+    init(path: String, logger: Logger) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(1)
+        self.queue = try DatabaseQueue(path: path, configuration: configuration)
+        self.logger = logger
+    }
+
+    /// Starts the thread on the first write (an unused database costs nothing).
+    func startIfNeeded() {
+        guard !started.load(ordering: .relaxed), !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let thread = Thread { [self] in self.loop() }
+        thread.name = "sessiond-sqlite-checkpoint"
+        thread.start()
+    }
+
+    private func loop() {
+        while !stopped.load(ordering: .acquiring) {
+            Thread.sleep(forTimeInterval: Double(Self.interval.components.attoseconds) / 1e18)
+            do {
+                try queue.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            } catch {
+                logger.debug("WAL checkpoint skipped", metadata: ["error": "\(error)"])
+            }
+        }
+        done.signal()
+    }
+
+    func stop() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if started.load(ordering: .acquiring) { done.wait() }
+        try? queue.close()
     }
 }
 
