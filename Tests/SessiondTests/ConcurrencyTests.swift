@@ -1,6 +1,7 @@
 import HTTPTypes
 import HummingbirdTesting
 import Kernel
+import SessiondApp
 import Testing
 
 @Suite("Concurrency")
@@ -65,6 +66,37 @@ struct ConcurrencyTests {
             #expect(session["total_revenue_cents"]?.int == 500)
             #expect(session["deliverers"]?[0]?["total_earned_cents"]?.int == 100)
             #expect(session["audit"]!.array.filter { $0["action"]?.string == "package.delivered" }.count == 1)
+        }
+    }
+}
+
+@Suite("Two servers on one database")
+struct TwoServersTests {
+    /// Server A caches a session, server B changes it, then A writes: A's cached copy is stale, its
+    /// guarded save must notice, reload and apply the change on top of B's.
+    @Test("a stale cache never overwrites another server's write")
+    func staleCache() async throws {
+        try await withApp { a, location in
+            let flowA = DeliveryFlow(client: a)
+            let id = try await flowA.create()
+            try await flowA.add(id, ["X1", "X2", "X3"], value: { _ in 1000 })
+            _ = try await flowA.start(id, deliverers: ["d1"], base: 0, commission: 10)
+            let packages = try await flowA.assignments(id)  // A's cache now holds the session
+
+            var configuration = ServerConfiguration(database: location, logLevel: .error)
+            configuration.port = 0
+            let serverB = try buildApplication(configuration, logger: TestDatabase.logger)
+            try await serverB.test(.router) { b in
+                try await DeliveryFlow(client: b).deliver(id, package: packages[0].packageID, by: "d1")
+            }
+
+            let afterA = try await flowA.deliver(id, package: packages[1].packageID, by: "d1")
+            #expect(afterA["session"]?["packages_delivered"]?.int == 2)
+            #expect(afterA["session"]?["total_revenue_cents"]?.int == 2000)
+            #expect(afterA["deliverer"]?["total_earned_cents"]?.int == 20)
+            let audit = try await a.json(.get, "/api/sessions/\(id)/audit")["items"]!.array
+            #expect(audit.filter { $0["action"]?.string == "package.delivered" }.count == 2)
+            #expect(try await a.json(.get, "/api/sessions/\(id)/audit/verify")["valid"]?.bool == true)
         }
     }
 }

@@ -98,12 +98,11 @@ struct SQLiteDeliveryStore: DeliveryStore {
 struct PostgresDeliveryStore: DeliveryStore {
     let db: PostgresDatabase
     let cache: VersionedCache<DeliveryAggregate>
+    let locks = KeyedLock()
 
     func create(_ aggregate: DeliveryAggregate) async throws {
         let statements = DeliverySQL.changes(from: nil, to: aggregate)
-        try await db.transaction { connection in
-            for statement in statements { try await connection.execute(statement) }
-        }
+        try await db.read { connection in try await connection.executeAtomically(statements) }
         cache.publish(aggregate.id, version: aggregate.version, value: aggregate)
     }
 
@@ -120,31 +119,44 @@ struct PostgresDeliveryStore: DeliveryStore {
         return try DeliverySQL.decode(results)
     }
 
+    /// Optimistic: the change is computed on the cached aggregate and saved in one statement whose
+    /// session update is guarded by the version it was computed from. If another server wrote first
+    /// the statement changes nothing, and the change is recomputed on a fresh load. Writers of one
+    /// session in this process queue on `locks`, so they never conflict with each other.
+    ///
+    /// A load is several queries outside a transaction; if a write commits between them, the
+    /// version read is older than the database's and the guarded save fails, so a torn load is
+    /// never saved.
     func update<T: Sendable>(
         _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
     ) async throws -> (result: T, aggregate: DeliveryAggregate) {
-        let outcome = try await db.transaction { connection -> (T, DeliveryAggregate) in
-            // The row lock serialises writers of this session, across every server on the database.
-            guard let row = try await connection.query(DeliverySQL.versionQuery + " FOR UPDATE", [.text(sessionID)]).first else {
-                throw DeliveryError.sessionNotFound(sessionID)
+        try await locks.withLock(sessionID) {
+            var attempt = 0
+            while true {
+                attempt += 1
+                let current: DeliveryAggregate
+                if attempt == 1, let cached = cache.get(sessionID) {
+                    current = cached.value
+                } else {
+                    cache.remove(sessionID)
+                    guard let loaded = try await load(sessionID) else { throw DeliveryError.sessionNotFound(sessionID) }
+                    current = loaded
+                }
+                var aggregate = current
+                let result = try change(&aggregate)
+                guard aggregate.audit.count != current.audit.count else { return (result, current) }
+                aggregate.session.version = current.version + 1
+                let statements = DeliverySQL.changes(from: current, to: aggregate)
+                do {
+                    try await db.read { connection in try await connection.executeAtomically(statements) }
+                } catch StorageError.conflict(let sql) where attempt < 5 {
+                    _ = sql
+                    continue
+                }
+                cache.publish(sessionID, version: aggregate.version, value: aggregate)
+                return (result, aggregate)
             }
-            let current = try row.int(0)
-            var aggregate: DeliveryAggregate
-            if let cached = cache.get(sessionID), cached.version == current {
-                aggregate = cached.value
-            } else {
-                guard let loaded = try await Self.load(sessionID, connection) else { throw DeliveryError.sessionNotFound(sessionID) }
-                aggregate = loaded
-            }
-            let before = aggregate
-            let result = try change(&aggregate)
-            guard aggregate.audit.count != before.audit.count else { return (result, before) }
-            aggregate.session.version = before.version + 1
-            for statement in DeliverySQL.changes(from: before, to: aggregate) { try await connection.execute(statement) }
-            return (result, aggregate)
         }
-        cache.publish(sessionID, version: outcome.1.version, value: outcome.1)
-        return outcome
     }
 
     func sessions(userID: String, status: SessionStatus?, after cursor: String?, limit: Int) async throws -> [DeliverySession] {

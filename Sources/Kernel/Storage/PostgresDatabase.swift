@@ -51,7 +51,7 @@ public final class PostgresDatabase: Service, Sendable {
     public let location: PostgresLocation
     let logger: Logger
 
-    public init(location: PostgresLocation, maximumConnections: Int = 24, logger: Logger) {
+    public init(location: PostgresLocation, maximumConnections: Int = 16, logger: Logger) {
         var configuration = PostgresClient.Configuration(
             host: location.host,
             port: location.port,
@@ -132,6 +132,34 @@ public struct PostgresSQL: Sendable {
         let changed = try await query(statement.sql + " RETURNING 1", statement.binds).count
         if expected != changed {
             throw StorageError.conflict(statement.sql)
+        }
+    }
+
+    /// Runs statements as one statement, which PostgreSQL applies atomically without BEGIN/COMMIT:
+    /// each becomes a data-modifying CTE. Statements with `expectedChanges` are checked in the
+    /// final SELECT, where a mismatch divides by zero and so aborts the whole statement; that is
+    /// reported as `StorageError.conflict`. One round trip instead of one per statement.
+    ///
+    /// The statements must touch different rows (PostgreSQL runs CTEs against one snapshot).
+    public func executeAtomically(_ statements: [SQLStatement]) async throws {
+        guard !statements.isEmpty else { return }
+        var parts: [String] = []
+        var binds: [SQLValue] = []
+        var checks: [String] = []
+        for (index, statement) in statements.enumerated() {
+            if let expected = statement.expectedChanges {
+                parts.append("c\(index) AS (\(statement.sql) RETURNING 1)")
+                checks.append("1 / (CASE WHEN (SELECT count(*) FROM c\(index)) = \(expected) THEN 1 ELSE 0 END)")
+            } else {
+                parts.append("c\(index) AS (\(statement.sql))")
+            }
+            binds += statement.binds
+        }
+        let sql = "WITH " + parts.joined(separator: ", ") + " SELECT " + (checks.isEmpty ? "1" : checks.joined(separator: " + "))
+        do {
+            try await execute(sql, binds)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "22012" {
+            throw StorageError.conflict(statements.first { $0.expectedChanges != nil }?.sql ?? sql)
         }
     }
 

@@ -154,9 +154,10 @@ final class WALCheckpointer: Sendable {
 
     private func loop() {
         while !stopped.load(ordering: .acquiring) {
-            Thread.sleep(forTimeInterval: Double(Self.interval.components.attoseconds) / 1e18)
+            let (seconds, attoseconds) = Self.interval.components
+            Thread.sleep(forTimeInterval: Double(seconds) + Double(attoseconds) / 1e18)
             do {
-                try queue.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+                _ = try queue.writeWithoutTransaction { db in try db.checkpoint(.passive) }
             } catch {
                 logger.debug("WAL checkpoint skipped", metadata: ["error": "\(error)"])
             }
