@@ -103,8 +103,9 @@ struct Bench: AsyncParsableCommand {
         log("check: \(delivered) packages delivered in the first 50 sessions")
 
         let report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel)")
-        print(report)
+        // The file first: printing into a closed pipe ends the process.
         if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
+        print(report)
     }
 
     struct Row {

@@ -314,3 +314,26 @@ struct DeliveryRulesTests {
         }
     }
 }
+
+@Suite("Delivery limits")
+struct DeliveryLimitsTests {
+    @Test("1000 packages in one call (the maximum) are saved in one write; 1001 are refused")
+    func largestCall() async throws {
+        try await withApp { client, _ in
+            let flow = DeliveryFlow(client: client)
+            let id = try await flow.create()
+            let added = try await flow.add(id, (0..<1000).map { "BULK\($0)" })
+            #expect(added["added"]!.array.count == 1000)
+            let session = try await flow.session(id)
+            #expect(session["packages_total"]?.int == 1000)
+            #expect(session["addresses"]!.array.count == 6)
+            let tooMany = try await flow.client.json(
+                .post, "/api/sessions/\(id)/packages", body(["packages": .array((0..<1001).map { ["barcode": .string("MORE\($0)")] })]),
+                expect: .unprocessableContent)
+            #expect(tooMany["field"]?.string == "packages")
+            _ = try await flow.start(id, deliverers: ["d1", "d2", "d3", "d4", "d5"])
+            let started = try await flow.session(id)
+            #expect(started["deliverers"]!.array.compactMap { $0["packages_assigned"]?.int }.reduce(0, +) == 1000)
+        }
+    }
+}
