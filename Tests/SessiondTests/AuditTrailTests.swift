@@ -5,16 +5,8 @@ import Testing
 
 @Suite("Audit trail")
 struct AuditTrailTests {
-    /// Runs raw SQL against the test's database, the way someone with database access could.
     func execute(_ sql: String, on location: DatabaseLocation) async throws {
-        switch location {
-        case .sqlite(let path):
-            let db = try SQLiteDatabase(path: path, logger: TestDatabase.logger)
-            defer { db.close() }
-            try await db.withWriterConnection { connection in try connection.execute(sql) }
-        case .postgres(let postgres):
-            try await TestDatabase.withPostgres(postgres) { db in try await db.read { sql2 in try await sql2.execute(sql) } }
-        }
+        try await executeRaw(sql, on: location)
     }
 
     func makeSession(_ client: any TestClientProtocol) async throws -> String {

@@ -103,6 +103,30 @@ struct FoundationTests {
         }
     }
 
+    @Test("when the answer cannot be stored, the client still gets the committed answer")
+    func idempotencyStoreFailure() async throws {
+        try await withApp { client, location in
+            // Lookups still work; storing an answer fails.
+            switch location {
+            case .sqlite:
+                try await executeRaw(
+                    "CREATE TRIGGER refuse_keys BEFORE INSERT ON idempotency_keys BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+                    on: location)
+            case .postgres:
+                try await executeRaw(
+                    "CREATE FUNCTION refuse_keys() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
+                    on: location)
+                try await executeRaw(
+                    "CREATE TRIGGER refuse_keys BEFORE INSERT ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION refuse_keys()",
+                    on: location)
+            }
+            let created = try await client.json(
+                .post, "/api/sessions/create", #"{"user_id":"lost-key"}"#, expect: .created, headers: [.idempotencyKey: "k-1"])
+            let id = try #require(created["session_id"]?.string)
+            try await client.json(.get, "/api/sessions/\(id)")
+        }
+    }
+
     @Test("GET session carries an ETag; If-None-Match answers 304 until the next write")
     func etag() async throws {
         try await withApp { client, _ in

@@ -139,11 +139,17 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         try await response.body.write(collector)
         let bytes = collector.buffer
         let now = clock.now()
-        try await store.save(
-            IdempotencyRecord(
-                scope: scope, key: key, requestHash: hash, status: Int(response.status.code),
-                contentType: response.headers[.contentType], body: String(buffer: bytes), createdAt: now,
-                expiresAt: Timestamp(milliseconds: now.milliseconds + lifetime)))
+        do {
+            try await store.save(
+                IdempotencyRecord(
+                    scope: scope, key: key, requestHash: hash, status: Int(response.status.code),
+                    contentType: response.headers[.contentType], body: String(buffer: bytes), createdAt: now,
+                    expiresAt: Timestamp(milliseconds: now.milliseconds + lifetime)))
+        } catch {
+            // The request itself has committed: its answer is true and is what the client gets. A
+            // retry with this key will run again (the same window as a crash at this point).
+            context.logger.warning("could not store the idempotent answer", metadata: ["error": "\(error)"])
+        }
         response.body = .init(byteBuffer: bytes)
         return response
     }
