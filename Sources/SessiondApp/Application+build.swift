@@ -5,7 +5,7 @@ import Logging
 import ServiceLifecycle
 
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, …).
-public let allMigrations: [Migration] = [IdempotencyStore.migration] + DeliveryService.migrations
+public let allMigrations: [Migration] = IdempotencyStore.migrations + DeliveryService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
 /// Application out. It opens clients but does no I/O; migrations run before the server listens.

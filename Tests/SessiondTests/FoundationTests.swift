@@ -78,6 +78,8 @@ struct FoundationTests {
             #expect(second.status == .created)
             #expect(String(buffer: first.body) == String(buffer: second.body))
             #expect(second.headers[.idempotentReplayed] == "true")
+            #expect(first.headers[.location] != nil)
+            #expect(second.headers[.location] == first.headers[.location])
             let listing = try await client.json(.get, "/api/sessions/user/idem")
             #expect(listing["items"]!.array.count == 1)
 

@@ -12,6 +12,8 @@ public struct IdempotencyRecord: Sendable, Equatable {
     public var requestHash: String
     public var status: Int
     public var contentType: String?
+    /// Headers of the first answer that a replay repeats (`Location`, `ETag`).
+    public var headers: [String: String] = [:]
     public var body: String
     public var createdAt: Timestamp
     public var expiresAt: Timestamp
@@ -26,14 +28,14 @@ public struct IdempotencyStore: Sendable {
     public func find(scope: String, key: String, now: Timestamp) async throws -> IdempotencyRecord? {
         let rows = try await storage.query(
             """
-            SELECT request_hash, status, content_type, body, created_at, expires_at
+            SELECT request_hash, status, content_type, body, created_at, expires_at, headers
             FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND expires_at > ?
             """,
             [.text(scope), .text(key), .int(now.milliseconds)])
         return try rows.first.map { row in
             IdempotencyRecord(
                 scope: scope, key: key, requestHash: try row.string(0), status: Int(try row.int(1)),
-                contentType: try row.optionalString(2), body: try row.string(3),
+                contentType: try row.optionalString(2), headers: Self.headers(from: try row.optionalString(6)), body: try row.string(3),
                 createdAt: Timestamp(milliseconds: try row.int(4)), expiresAt: Timestamp(milliseconds: try row.int(5)))
         }
     }
@@ -43,11 +45,11 @@ public struct IdempotencyStore: Sendable {
         try await storage.write([
             SQLStatement(
                 """
-                INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, content_type, body, created_at, expires_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, content_type, body, created_at, expires_at, headers)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (scope, idem_key) DO UPDATE SET
                     request_hash = excluded.request_hash, status = excluded.status,
-                    content_type = excluded.content_type, body = excluded.body,
+                    content_type = excluded.content_type, body = excluded.body, headers = excluded.headers,
                     created_at = excluded.created_at, expires_at = excluded.expires_at
                 WHERE idempotency_keys.expires_at <= excluded.created_at
                 """,
@@ -55,6 +57,7 @@ public struct IdempotencyStore: Sendable {
                     .text(record.scope), .text(record.key), .text(record.requestHash), .int(Int64(record.status)),
                     SQLValue(record.contentType), .text(record.body), .int(record.createdAt.milliseconds),
                     .int(record.expiresAt.milliseconds),
+                    record.headers.isEmpty ? .null : .text(JSONValue.object(record.headers.mapValues(JSONValue.string)).canonicalText()),
                 ])
         ])
     }
@@ -66,7 +69,18 @@ public struct IdempotencyStore: Sendable {
         return Int(try expired.first?.int(0) ?? 0)
     }
 
-    public static let migration = Migration(
+    static func headers(from text: String?) -> [String: String] {
+        guard let text, case .object(let object) = JSONValue.parse(text) else { return [:] }
+        return object.compactMapValues { if case .string(let value) = $0 { value } else { nil } }
+    }
+
+    public static let migrations = [migration, headersMigration]
+
+    static let headersMigration = Migration(
+        version: 3, name: "idempotency keys replay headers",
+        shared: ["ALTER TABLE idempotency_keys ADD COLUMN headers TEXT"])
+
+    static let migration = Migration(
         version: 2, name: "idempotency keys",
         shared: [
             """
@@ -143,7 +157,8 @@ public struct IdempotencyMiddleware: RouterMiddleware {
             try await store.save(
                 IdempotencyRecord(
                     scope: scope, key: key, requestHash: hash, status: Int(response.status.code),
-                    contentType: response.headers[.contentType], body: String(buffer: bytes), createdAt: now,
+                    contentType: response.headers[.contentType], headers: Self.replayedHeaders(response.headers),
+                    body: String(buffer: bytes), createdAt: now,
                     expiresAt: Timestamp(milliseconds: now.milliseconds + lifetime)))
         } catch {
             // The request itself has committed: its answer is true and is what the client gets. A
@@ -163,9 +178,20 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         }
         var headers: HTTPFields = [.idempotentReplayed: "true"]
         if let contentType = record.contentType { headers[.contentType] = contentType }
+        for (name, value) in record.headers {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
         return Response(
             status: HTTPResponse.Status(code: record.status), headers: headers,
             body: record.body.isEmpty ? .init() : .init(byteBuffer: ByteBuffer(string: record.body)))
+    }
+
+    static func replayedHeaders(_ headers: HTTPFields) -> [String: String] {
+        var kept: [String: String] = [:]
+        for name in [HTTPField.Name.location, .eTag] {
+            if let value = headers[name] { kept[name.canonicalName] = value }
+        }
+        return kept
     }
 
     static func fingerprint(method: String, path: String, body: ByteBuffer) -> String {
