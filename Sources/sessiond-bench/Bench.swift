@@ -212,7 +212,8 @@ struct Client: Sendable {
     let base: String
 
     func request(_ method: String, _ path: String, _ body: Any? = nil) async throws -> (Int, Data) {
-        var request = URLRequest(url: URL(string: base + path)!)
+        guard let url = URL(string: base + path) else { throw BenchError("bad URL \(base + path)") }
+        var request = URLRequest(url: url)
         request.httpMethod = method
         if let body {
             request.httpBody = try JSONSerialization.data(withJSONObject: body)
