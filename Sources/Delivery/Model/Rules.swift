@@ -121,14 +121,13 @@ extension DeliveryAggregate {
             outcome.added.append(added)
         }
         recalculate()
-        if !outcome.added.isEmpty || !outcome.duplicates.isEmpty {
-            record(
-                "packages.added", actor: actor ?? session.userID,
-                details: [
-                    "added": .array(outcome.added.map { .string($0.barcode) }),
-                    "duplicates": .array(outcome.duplicates.map(JSONValue.string)),
-                ], at: now)
-        }
+        // Recorded even when every barcode was a duplicate: the attempt is part of the history.
+        record(
+            "packages.added", actor: actor ?? session.userID,
+            details: [
+                "added": .array(outcome.added.map { .string($0.barcode) }),
+                "duplicates": .array(outcome.duplicates.map(JSONValue.string)),
+            ], at: now)
         return outcome
     }
 
