@@ -28,6 +28,10 @@ struct FoundationTests {
             let wrongMethod = try await client.send(.delete, "/health")
             #expect(wrongMethod.status == .methodNotAllowed)
             #expect(wrongMethod.headers[.allow] == "GET")
+            // `create` is a constant segment: it wins over `{id}`, as it does in the router.
+            let getCreate = try await client.send(.get, "/api/sessions/create")
+            #expect(getCreate.status == .methodNotAllowed)
+            #expect(getCreate.headers[.allow] == "POST")
             let start = try await client.send(.get, "/api/sessions/abc/start")
             #expect(start.status == .methodNotAllowed)
             #expect(start.headers[.allow] == "POST")

@@ -37,6 +37,11 @@ public struct RouteDescription: Sendable {
         }.joined(separator: "/"))
     }
 
+    /// 1 for each constant segment, 0 for each parameter, in order.
+    var specificity: [Int] {
+        path.split(separator: "/").map { $0.hasPrefix("{") ? 0 : 1 }
+    }
+
     func matches(path requestPath: Substring) -> Bool {
         let pattern = path.split(separator: "/")
         let actual = requestPath.split(separator: "/")
@@ -66,8 +71,12 @@ public final class RouteRegistry: Sendable {
         router.on(description.routerPath, method: description.method, use: handler)
     }
 
-    /// The methods served on `path`, when some route matches it (a 405 rather than a 404).
+    /// The methods served on `path`, when some route matches it (a 405 rather than a 404). Like
+    /// the router, a constant segment beats a parameter: `/api/sessions/create` is the create
+    /// route's path, not a session id.
     public func allowedMethods(for path: Substring) -> [HTTPRequest.Method] {
-        routes.withLock { routes in routes.filter { $0.matches(path: path) }.map(\.method) }
+        let matching = routes.withLock { routes in routes.filter { $0.matches(path: path) } }
+        guard let best = matching.map(\.specificity).max(by: { $0.lexicographicallyPrecedes($1) }) else { return [] }
+        return matching.filter { $0.specificity == best }.map(\.method)
     }
 }
