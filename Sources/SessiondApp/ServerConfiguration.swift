@@ -1,6 +1,13 @@
 import Kernel
 import Logging
 
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// One JSON object per line (for log collectors).
+    case json
+    /// swift-log's `key=value` lines (for reading in a terminal).
+    case text
+}
+
 /// Everything `sessiond serve` needs, parsed once at start.
 /// Precedence: command-line flag, then environment variable, then default.
 public struct ServerConfiguration: Sendable {
@@ -8,6 +15,7 @@ public struct ServerConfiguration: Sendable {
     public var port: Int
     public var database: DatabaseLocation
     public var logLevel: Logger.Level
+    public var logFormat: LogFormat = .json
     /// Largest JSON request body, in bytes (413 above it).
     public var maxBodyBytes: Int
 
@@ -25,16 +33,18 @@ public struct ServerConfiguration: Sendable {
         public var port: Int?
         public var database: String?
         public var logLevel: String?
+        public var logFormat: String?
 
-        public init(host: String? = nil, port: Int? = nil, database: String? = nil, logLevel: String? = nil) {
+        public init(host: String? = nil, port: Int? = nil, database: String? = nil, logLevel: String? = nil, logFormat: String? = nil) {
             self.host = host
             self.port = port
             self.database = database
             self.logLevel = logLevel
+            self.logFormat = logFormat
         }
     }
 
-    /// Reads flags over `HOST`, `PORT`, `DATABASE_URL`, `LOG_LEVEL`, `MAX_BODY_BYTES`; reports every
+    /// Reads flags over `HOST`, `PORT`, `DATABASE_URL`, `LOG_LEVEL`, `LOG_FORMAT`, `MAX_BODY_BYTES`; reports every
     /// bad value at once.
     public static func resolve(flags: Flags, environment: [String: String]) throws(ConfigurationError) -> ServerConfiguration {
         var problems: [String] = []
@@ -58,6 +68,13 @@ public struct ServerConfiguration: Sendable {
                 configuration.logLevel = level
             } else {
                 problems.append("log level: \(text) is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        if let text = flags.logFormat ?? environment["LOG_FORMAT"] {
+            if let format = LogFormat(rawValue: text.lowercased()) {
+                configuration.logFormat = format
+            } else {
+                problems.append("log format: \(text) is not one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
             }
         }
         if let text = environment["MAX_BODY_BYTES"] {

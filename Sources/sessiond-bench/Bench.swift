@@ -40,6 +40,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Server log level during the run.")
     var logLevel = "warning"
 
+    @Option(help: "Server log format during the run (json or text).")
+    var logFormat = "json"
+
     @Option(help: "Also write the report (markdown) to this file.")
     var output: String?
 
@@ -49,7 +52,7 @@ struct Bench: AsyncParsableCommand {
         let databaseURL = database ?? "sqlite:\(scratch.appendingPathComponent("bench.sqlite").path)"
         let serverProcess = Process()
         serverProcess.executableURL = URL(fileURLWithPath: server)
-        serverProcess.arguments = ["serve", "--port", String(port), "--database", databaseURL, "--log-level", logLevel]
+        serverProcess.arguments = ["serve", "--port", String(port), "--database", databaseURL, "--log-level", logLevel, "--log-format", logFormat]
         serverProcess.standardOutput = FileHandle.nullDevice
         try serverProcess.run()
         defer { serverProcess.terminate() }
@@ -102,7 +105,7 @@ struct Bench: AsyncParsableCommand {
         let delivered = try await client.deliveredCount(targets.prefix(50).map { $0.first?.0 ?? "" })
         log("check: \(delivered) packages delivered in the first 50 sessions")
 
-        let report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel)")
+        let report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel) (\(logFormat))")
         // The file first: printing into a closed pipe ends the process.
         if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
         print(report)

@@ -25,6 +25,17 @@ struct CommonOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (env LOG_LEVEL).", valueName: "level"))
     var logLevel: String?
+
+    @Option(name: .long, help: ArgumentHelp("json (one object per line, the default) or text (env LOG_FORMAT).", valueName: "format"))
+    var logFormat: String?
+}
+
+/// Sends every logger of the process to the chosen format; once, before anything logs.
+func bootstrapLogging(_ configuration: ServerConfiguration) {
+    switch configuration.logFormat {
+    case .json: LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: configuration.logLevel) }
+    case .text: LoggingSystem.bootstrap(StreamLogHandler.standardOutput)
+    }
 }
 
 struct Serve: AsyncParsableCommand {
@@ -39,8 +50,10 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let flags = ServerConfiguration.Flags(host: host, port: port, database: common.database, logLevel: common.logLevel)
+        let flags = ServerConfiguration.Flags(host: host, port: port, database: common.database, logLevel: common.logLevel, logFormat: common.logFormat)
         let configuration = try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+        bootstrapLogging(configuration)
+        defer { LogSink.shared.flush() }
         let app = try buildApplication(configuration)
         try await app.runService()
     }
@@ -52,8 +65,10 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let flags = ServerConfiguration.Flags(database: common.database, logLevel: common.logLevel)
+        let flags = ServerConfiguration.Flags(database: common.database, logLevel: common.logLevel, logFormat: common.logFormat)
         let configuration = try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+        bootstrapLogging(configuration)
+        defer { LogSink.shared.flush() }
         var logger = Logger(label: "sessiond")
         logger.logLevel = configuration.logLevel
         try await runMigrations(configuration, logger: logger)
