@@ -100,3 +100,29 @@ struct TwoServersTests {
         }
     }
 }
+
+extension TwoServersTests {
+    /// What a server holds in memory and what another one loads from the database are the same
+    /// document, field for field (the load path: every table, the snapshot, the audit details).
+    @Test("a session loaded from the database reads exactly as the one that wrote it")
+    func loadedEqualsWritten() async throws {
+        try await withApp { a, location in
+            let flow = DeliveryFlow(client: a)
+            let id = try await flow.create(user: "roundtrip", name: "Lote \"especial\" — São Paulo")
+            try await flow.add(id, ["R1", "R2", "R3", "R4"], value: { Int64(250 * ($0 + 1)) })
+            _ = try await flow.start(id, deliverers: ["d1", "d2"], base: 1234, commission: 56)
+            let packages = try await flow.assignments(id)
+            try await flow.deliver(id, package: packages[0].packageID, by: packages[0].deliverer)
+            try await flow.fail(id, package: packages[1].packageID, by: packages[1].deliverer, reason: "Portão fechado")
+            try await a.json(.post, "/api/sessions/\(id)/complete")
+            let written = try await flow.session(id)
+            #expect(written["financial_snapshot"]?["deliverers"]?.array.count == 2)
+
+            var configuration = ServerConfiguration(database: location, logLevel: .error)
+            configuration.port = 0
+            let serverB = try buildApplication(configuration, logger: TestDatabase.logger)
+            let loaded = try await serverB.test(.router) { b in try await DeliveryFlow(client: b).session(id) }
+            #expect(loaded == written)
+        }
+    }
+}

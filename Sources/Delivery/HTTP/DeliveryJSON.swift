@@ -122,21 +122,6 @@ extension FinancialSnapshot: JSONWritable {
     }
 }
 
-extension FinancialSnapshot.DelivererPay: JSONWritable {
-    public func write(to writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.field("deliverer_id", delivererID)
-        writer.field("name", name)
-        writer.field("packages_assigned", packagesAssigned)
-        writer.field("packages_delivered", packagesDelivered)
-        writer.field("packages_failed", packagesFailed)
-        writer.field("base_salary_cents", baseSalaryCents)
-        writer.field("commission_per_delivery_cents", commissionPerDeliveryCents)
-        writer.field("total_earned_cents", totalEarnedCents)
-        writer.endObject()
-    }
-}
-
 /// `GET /api/sessions/{id}`: the session with everything linked to it.
 struct SessionDocument: JSONWritable {
     var aggregate: DeliveryAggregate

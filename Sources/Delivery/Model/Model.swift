@@ -99,24 +99,6 @@ public struct AuditEntry: Sendable, Equatable {
 
 /// The figures frozen into a session when it completes.
 public struct FinancialSnapshot: Sendable, Equatable, Decodable {
-    public struct DelivererPay: Sendable, Equatable, Decodable {
-        public var delivererID: String
-        public var name: String?
-        public var packagesAssigned: Int
-        public var packagesDelivered: Int
-        public var packagesFailed: Int
-        public var baseSalaryCents: Int64
-        public var commissionPerDeliveryCents: Int64
-        public var totalEarnedCents: Int64
-
-        enum CodingKeys: String, CodingKey {
-            case delivererID = "deliverer_id", name
-            case packagesAssigned = "packages_assigned", packagesDelivered = "packages_delivered"
-            case packagesFailed = "packages_failed", baseSalaryCents = "base_salary_cents"
-            case commissionPerDeliveryCents = "commission_per_delivery_cents", totalEarnedCents = "total_earned_cents"
-        }
-    }
-
     public var totalRevenueCents: Int64
     public var totalCostCents: Int64
     public var totalProfitCents: Int64
@@ -124,7 +106,8 @@ public struct FinancialSnapshot: Sendable, Equatable, Decodable {
     public var packagesDelivered: Int
     public var packagesFailed: Int
     public var packagesPending: Int
-    public var deliverers: [DelivererPay]
+    /// Each deliverer's figures and pay as they were at completion.
+    public var deliverers: [SessionDeliverer]
     public var completedAt: Timestamp
 
     enum CodingKeys: String, CodingKey {
@@ -132,6 +115,27 @@ public struct FinancialSnapshot: Sendable, Equatable, Decodable {
         case totalProfitCents = "total_profit_cents", packagesTotal = "packages_total"
         case packagesDelivered = "packages_delivered", packagesFailed = "packages_failed"
         case packagesPending = "packages_pending", deliverers, completedAt = "completed_at"
+    }
+}
+
+extension SessionDeliverer: Decodable {
+    enum CodingKeys: String, CodingKey {
+        case id = "deliverer_id", name, packagesAssigned = "packages_assigned", packagesDelivered = "packages_delivered"
+        case packagesFailed = "packages_failed", baseSalaryCents = "base_salary_cents"
+        case commissionPerDeliveryCents = "commission_per_delivery_cents", position
+    }
+
+    /// Read back from a stored snapshot (derived fields such as `total_earned_cents` are recomputed).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        packagesAssigned = try container.decode(Int.self, forKey: .packagesAssigned)
+        packagesDelivered = try container.decode(Int.self, forKey: .packagesDelivered)
+        packagesFailed = try container.decode(Int.self, forKey: .packagesFailed)
+        baseSalaryCents = try container.decode(Int64.self, forKey: .baseSalaryCents)
+        commissionPerDeliveryCents = try container.decode(Int64.self, forKey: .commissionPerDeliveryCents)
+        position = try container.decodeIfPresent(Int.self, forKey: .position) ?? 0
     }
 }
 

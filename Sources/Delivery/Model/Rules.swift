@@ -335,12 +335,7 @@ extension DeliveryAggregate {
             totalProfitCents: session.totalProfitCents, packagesTotal: session.packagesTotal,
             packagesDelivered: session.packagesDelivered, packagesFailed: session.packagesFailed,
             packagesPending: session.packagesTotal - session.packagesDelivered - session.packagesFailed,
-            deliverers: deliverers.map {
-                .init(
-                    delivererID: $0.id, name: $0.name, packagesAssigned: $0.packagesAssigned, packagesDelivered: $0.packagesDelivered,
-                    packagesFailed: $0.packagesFailed, baseSalaryCents: $0.baseSalaryCents,
-                    commissionPerDeliveryCents: $0.commissionPerDeliveryCents, totalEarnedCents: $0.totalEarnedCents)
-            },
+            deliverers: deliverers,
             completedAt: now)
         session.financialSnapshot = snapshot
         record(

@@ -134,12 +134,11 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         let hash = Self.fingerprint(method: request.method.rawValue, path: request.uri.description, body: body)
         let scope = context.caller.id ?? "anonymous"
 
-        if let answer = try await replay(scope: scope, key: key, hash: hash) { return answer }
+        // Claim first, then look up once: whoever held the key before has stored its answer.
         guard inFlight.claim(scope + "\u{0}" + key) else {
             throw Problem.conflict("idempotency-key-in-flight", "A request with this Idempotency-Key is still being processed; retry shortly.")
         }
         defer { inFlight.release(scope + "\u{0}" + key) }
-        // Someone may have finished with this key between the lookup and the claim.
         if let answer = try await replay(scope: scope, key: key, hash: hash) { return answer }
 
         var response: Response
