@@ -13,14 +13,17 @@ enum OpenAPIDocument {
             var parameters: [JSONValue] = route.path.split(separator: "/").filter { $0.hasPrefix("{") }.map { part in
                 ["name": .string(String(part.dropFirst().dropLast())), "in": "path", "required": true, "schema": ["type": "string"]]
             }
-            for name in route.queryParameters {
-                parameters.append(["name": .string(name), "in": "query", "required": false, "schema": queryParameterSchema(name)])
+            for parameter in route.queryParameters {
+                parameters.append(["name": .string(parameter.name), "in": "query", "required": false, "schema": parameter.schema])
             }
+            var errors = route.errorStatuses
             if route.method == .post {
                 parameters.append([
-                    "name": "Idempotency-Key", "in": "header", "required": false, "schema": ["type": "string", "maxLength": 255],
-                    "description": "Replays the first answer for 24 h; the same key with another body is a 422.",
+                    "name": "Idempotency-Key", "in": "header", "required": false,
+                    "schema": ["type": "string", "pattern": "^[!-~]{1,255}$"],
+                    "description": "Replays the first answer for 24 h; the same key with another request is a 422, and while the first request runs, a 409.",
                 ])
+                errors += [409, 422]
             }
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
             if let request = route.requestSchema {
@@ -32,7 +35,7 @@ enum OpenAPIDocument {
                 success["content"] = ["application/json": ["schema": ref(response)]]
             }
             responses[String(route.successStatus)] = .object(success)
-            for status in route.errorStatuses {
+            for status in Set(errors).sorted() {
                 responses[String(status)] = ["description": "Problem", "content": ["application/problem+json": ["schema": ref("Problem")]]]
             }
             operation["responses"] = .object(responses)
@@ -54,17 +57,11 @@ enum OpenAPIDocument {
         return route.method.rawValue.lowercased() + "_" + words.joined(separator: "_").replacingOccurrences(of: "-", with: "_")
     }
 
-    static func queryParameterSchema(_ name: String) -> JSONValue {
-        switch name {
-        case "limit": ["type": "integer", "minimum": 1]
-        case "status": ["type": "string", "enum": .array(["open", "active", "paused", "completed", "archived"])]
-        default: ["type": "string"]
-        }
-    }
-
     static func ref(_ name: String) -> JSONValue { ["$ref": .string("#/components/schemas/\(name)")] }
 
     static let string: JSONValue = ["type": "string"]
+    /// A string the API refuses when empty or blank.
+    static let required: JSONValue = ["type": "string", "minLength": 1, "pattern": "\\S"]
     static let nullableString: JSONValue = ["type": .array(["string", "null"])]
     static let integer: JSONValue = ["type": "integer"]
     static let cents: JSONValue = ["type": "integer", "minimum": 0, "description": "Integer cents (BRL)."]
@@ -89,6 +86,24 @@ enum OpenAPIDocument {
         "packages_pending": integer, "total_revenue_cents": integer, "total_cost_cents": integer, "total_profit_cents": integer,
         "financial_snapshot": ["oneOf": .array([ref("FinancialSnapshot"), ["type": "null"]])],
     ]
+
+    /// `{package_id | barcode, deliverer_id}`: one of the two references, and the deliverer.
+    static func mark(failed: Bool) -> JSONValue {
+        var properties: [String: JSONValue] = ["deliverer_id": required]
+        var needed: [JSONValue] = ["deliverer_id"]
+        if failed {
+            properties["reason"] = ["type": "string", "minLength": 1, "maxLength": 500, "pattern": "\\S"]
+            needed.append("reason")
+        }
+        let byID = properties.merging(["package_id": required]) { old, _ in old }
+        let byBarcode = properties.merging(["barcode": required]) { old, _ in old }
+        return [
+            "anyOf": [
+                ["type": "object", "properties": .object(byID), "required": .array(needed + ["package_id"])],
+                ["type": "object", "properties": .object(byBarcode), "required": .array(needed + ["barcode"])],
+            ]
+        ]
+    }
 
     static var schemas: [String: JSONValue] {
         let delivererPay = object([
@@ -149,25 +164,39 @@ enum OpenAPIDocument {
                 "total_revenue_cents": integer, "total_cost_cents": integer, "total_profit_cents": integer,
                 "deliverers": array(["type": "object"]),
             ]),
-            "CreateSession": object(["user_id": string, "name": string], required: ["user_id"]),
+            "CreateSession": object(["user_id": ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"], "name": ["type": "string", "maxLength": 200]], required: ["user_id"]),
             "AddPackages": object(
                 [
-                    "packages": array(object(["barcode": string, "value_cents": cents, "recipient": string, "address": addressInput], required: ["barcode"]))
+                    "packages": [
+                        "type": "array", "minItems": 1, "maxItems": 1000,
+                        "items": object(
+                            [
+                                "barcode": ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"],
+                                "value_cents": ["type": "integer", "minimum": 0, "maximum": 1_000_000_000_000],
+                                "recipient": ["type": "string", "maxLength": 500], "address": addressInput,
+                            ], required: ["barcode"]),
+                    ]
                 ], required: ["packages"]),
             "AddPackagesResult": object(["added": array(ref("Package")), "duplicates": array(string)]),
-            "Reuse": object(["user_id": string], required: ["user_id"]),
+            "Reuse": object(["user_id": required], required: ["user_id"]),
             "Start": object(
                 [
-                    "deliverers": array(
-                        object(
-                            ["deliverer_id": string, "name": string, "base_salary_cents": cents, "commission_per_delivery_cents": cents],
-                            required: ["deliverer_id", "base_salary_cents", "commission_per_delivery_cents"])),
+                    "deliverers": [
+                        "type": "array", "minItems": 1,
+                        "items": object(
+                            [
+                                "deliverer_id": ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"], "name": string,
+                                "base_salary_cents": ["type": "integer", "minimum": 0, "maximum": 1_000_000_000_000],
+                                "commission_per_delivery_cents": ["type": "integer", "minimum": 0, "maximum": 1_000_000_000_000],
+                            ],
+                            required: ["deliverer_id", "base_salary_cents", "commission_per_delivery_cents"]),
+                    ],
                     "assignments": ["type": "object", "additionalProperties": string, "description": "package_id → deliverer_id"],
                 ], required: ["deliverers"]),
-            "Mark": object(["package_id": string, "barcode": string, "deliverer_id": string], required: ["deliverer_id"]),
-            "MarkFailed": object(["package_id": string, "barcode": string, "deliverer_id": string, "reason": string], required: ["deliverer_id", "reason"]),
+            "Mark": mark(failed: false),
+            "MarkFailed": mark(failed: true),
             "MarkResult": object(["package": ref("Package"), "deliverer": ref("Deliverer"), "session": ref("Session")]),
-            "Reassign": object(["deliverer_id": string], required: ["deliverer_id"]),
+            "Reassign": object(["deliverer_id": required], required: ["deliverer_id"]),
         ]
     }
 }

@@ -56,7 +56,10 @@ public struct DeliveryRoutes: Sendable {
             let session = try await service.create(userID: body.userID, name: body.name, caller: context.caller)
             return JSONResponse.write(session, status: .created, headers: [.location: "/api/sessions/\(session.id)"])
         }
-        routes.add(.init(.get, "/api/sessions/user/{user_id}", summary: "A user's sessions, newest first", tag: tag, response: "SessionPage", errors: [422], query: ["status", "limit", "cursor"]), to: router) { request, context in
+        routes.add(.init(.get, "/api/sessions/user/{user_id}", summary: "A user's sessions, newest first", tag: tag, response: "SessionPage", errors: [422], query: [
+            QueryParameter("status", schema: ["type": "string", "enum": .array(SessionStatus.allCases.map { .string($0.rawValue) })]),
+            .limit(maximum: 200), .cursor(),
+        ]), to: router) { request, context in
             let userID = try context.parameters.require("user_id")
             var status: SessionStatus?
             if let text = request.queryString("status") {
@@ -131,7 +134,7 @@ public struct DeliveryRoutes: Sendable {
                 JSONResponse.write(try await service.transition(try context.parameters.require("id"), transition, caller: context.caller))
             }
         }
-        routes.add(.init(.get, "/api/sessions/{id}/audit", summary: "The session's audit trail, oldest first", tag: tag, response: "AuditPage", errors: [404, 422], query: ["limit", "cursor"]), to: router) { request, context in
+        routes.add(.init(.get, "/api/sessions/{id}/audit", summary: "The session's audit trail, oldest first", tag: tag, response: "AuditPage", errors: [404, 422], query: [.limit(maximum: 1000), .cursor(pattern: "^[0-9]+$")]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 100, range: 1...1000)
             var cursor: Int64?
             if let text = request.queryString("cursor") {

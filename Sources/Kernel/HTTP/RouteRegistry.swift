@@ -1,6 +1,27 @@
 import Hummingbird
 import Synchronization
 
+/// A query parameter as the OpenAPI document shows it.
+public struct QueryParameter: Sendable {
+    public var name: String
+    public var schema: JSONValue
+
+    public init(_ name: String, schema: JSONValue) {
+        self.name = name
+        self.schema = schema
+    }
+
+    public static func limit(maximum: Int) -> QueryParameter {
+        QueryParameter("limit", schema: ["type": "integer", "minimum": 1, "maximum": .int(Int64(maximum))])
+    }
+
+    public static func cursor(pattern: String? = nil) -> QueryParameter {
+        var schema: [String: JSONValue] = ["type": "string", "description": "next_cursor of the previous page"]
+        if let pattern { schema["pattern"] = .string(pattern) }
+        return QueryParameter("cursor", schema: .object(schema))
+    }
+}
+
 /// What a route is, for the OpenAPI document and for telling 405 from 404.
 public struct RouteDescription: Sendable {
     public var method: HTTPRequest.Method
@@ -12,12 +33,12 @@ public struct RouteDescription: Sendable {
     public var responseSchema: String?
     public var successStatus: Int
     public var errorStatuses: [Int]
-    public var queryParameters: [String]
+    public var queryParameters: [QueryParameter]
 
     public init(
         _ method: HTTPRequest.Method, _ path: String, summary: String, tag: String,
         request: String? = nil, response: String? = nil, status: Int = 200, errors: [Int] = [],
-        query: [String] = []
+        query: [QueryParameter] = []
     ) {
         self.method = method
         self.path = path
