@@ -1,7 +1,6 @@
 import HTTPTypes
 import HummingbirdTesting
 import Kernel
-import SessiondApp
 import Testing
 
 @Suite("Concurrency")
@@ -83,10 +82,7 @@ struct TwoServersTests {
             _ = try await flowA.start(id, deliverers: ["d1"], base: 0, commission: 10)
             let packages = try await flowA.assignments(id)  // A's cache now holds the session
 
-            var configuration = ServerConfiguration(database: location, logLevel: .error)
-            configuration.port = 0
-            let serverB = try buildApplication(configuration, logger: TestDatabase.logger)
-            try await serverB.test(.router) { b in
+            try await withSecondServer(on: location) { b in
                 try await DeliveryFlow(client: b).deliver(id, package: packages[0].packageID, by: "d1")
             }
 
@@ -118,10 +114,7 @@ extension TwoServersTests {
             let written = try await flow.session(id)
             #expect(written["financial_snapshot"]?["deliverers"]?.array.count == 2)
 
-            var configuration = ServerConfiguration(database: location, logLevel: .error)
-            configuration.port = 0
-            let serverB = try buildApplication(configuration, logger: TestDatabase.logger)
-            let loaded = try await serverB.test(.router) { b in try await DeliveryFlow(client: b).session(id) }
+            let loaded = try await withSecondServer(on: location) { b in try await DeliveryFlow(client: b).session(id) }
             #expect(loaded == written)
         }
     }

@@ -14,7 +14,6 @@ public enum SQLValue: Sendable, Hashable {
 extension SQLValue {
     public init(_ value: String?) { self = value.map(SQLValue.text) ?? .null }
     public init(_ value: Int64?) { self = value.map(SQLValue.int) ?? .null }
-    public init(_ value: Int?) { self = value.map { .int(Int64($0)) } ?? .null }
     public init(_ value: Double?) { self = value.map(SQLValue.double) ?? .null }
     public init(_ value: Bool) { self = .bool(value) }
 }

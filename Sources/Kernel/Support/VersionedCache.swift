@@ -33,6 +33,4 @@ public final class VersionedCache<Value: Sendable>: Sendable {
     public func remove(_ key: String) {
         _ = entries.withLock { $0.removeValue(forKey: key) }
     }
-
-    public var count: Int { entries.withLock { $0.count } }
 }

@@ -13,10 +13,20 @@ func withApp<T>(
     _ body: @Sendable (any TestClientProtocol, DatabaseLocation) async throws -> T
 ) async throws -> T {
     let location = try await TestDatabase.make()
+    let app = try testApplication(on: location, clock: clock)
+    return try await app.test(framework) { client in try await body(client, location) }
+}
+
+/// The real composition root on a test database, on any free port, logging errors only.
+func testApplication(on location: DatabaseLocation, clock: WallClock = .system) throws -> some ApplicationProtocol {
     var configuration = ServerConfiguration(database: location, logLevel: .error)
     configuration.port = 0
-    let app = try buildApplication(configuration, clock: clock, logger: TestDatabase.logger)
-    return try await app.test(framework) { client in try await body(client, location) }
+    return try buildApplication(configuration, clock: clock, logger: TestDatabase.logger)
+}
+
+/// Another server (its own caches, the same composition root) on a database a test already uses.
+func withSecondServer<T>(on location: DatabaseLocation, _ body: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
+    try await testApplication(on: location).test(.router) { client in try await body(client) }
 }
 
 extension TestClientProtocol {
