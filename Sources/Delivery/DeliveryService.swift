@@ -28,21 +28,31 @@ public struct DeliveryService: Sendable {
         }
         let name = name.flatMap(DeliveryAggregate.trimmedOrNil)
         if let name, name.count > 200 { throw DeliveryError.invalid(field: "name", detail: "name is longer than 200 characters.") }
+        try DeliveryAccess.authorizeCreate(caller, userID: userID)
         let aggregate = DeliveryAggregate.new(id: ids.make(), userID: userID, name: name, at: clock.now(), actor: caller.id)
         try await store.create(aggregate)
         return aggregate.session
     }
 
-    public func addPackages(_ sessionID: String, _ packages: [NewPackage], caller: Caller) async throws -> AddPackagesOutcome {
+    /// Adds packages (at most `limit` in one call: 1,000 over HTTP; an import job passes more).
+    /// `alongside` statements commit in the same transaction (a submission's status).
+    public func addPackages(
+        _ sessionID: String, _ packages: [NewPackage], caller: Caller, limit: Int = 1000,
+        alongside: @escaping @Sendable (AddPackagesOutcome) -> [SQLStatement] = { _ in [] }
+    ) async throws -> AddPackagesOutcome {
         let (clock, ids) = (clock, ids)
-        return try await store.update(sessionID) { aggregate in
-            try aggregate.addPackages(packages, ids: ids.make, at: clock.now(), actor: caller.id)
+        return try await store.update(sessionID, alongside: alongside) { aggregate in
+            try aggregate.authorize(caller, .manage)
+            return try aggregate.addPackages(packages, ids: ids.make, at: clock.now(), actor: caller.id, limit: limit)
         }.result
     }
 
     public func removePackage(_ sessionID: String, packageID: String, caller: Caller) async throws {
         let clock = clock
-        _ = try await store.update(sessionID) { aggregate in try aggregate.removePackage(packageID, at: clock.now(), actor: caller.id) }
+        _ = try await store.update(sessionID) { aggregate in
+            try aggregate.authorize(caller, .manage)
+            try aggregate.removePackage(packageID, at: clock.now(), actor: caller.id)
+        }
     }
 
     public func reuse(_ sessionID: String, userID: String, caller: Caller) async throws -> DeliverySession {
@@ -51,6 +61,7 @@ public struct DeliveryService: Sendable {
         }
         let clock = clock
         return try await store.update(sessionID) { aggregate in
+            try aggregate.authorize(caller, .manage)
             try aggregate.reuse(by: userID, at: clock.now(), actor: caller.id)
         }.aggregate.session
     }
@@ -58,6 +69,7 @@ public struct DeliveryService: Sendable {
     public func start(_ sessionID: String, deliverers: [NewDeliverer], assignments: [String: String], caller: Caller) async throws -> DeliverySession {
         let clock = clock
         return try await store.update(sessionID) { aggregate in
+            try aggregate.authorize(caller, .manage)
             try aggregate.start(deliverers: deliverers, assignments: assignments, at: clock.now(), actor: caller.id)
         }.aggregate.session
     }
@@ -73,7 +85,8 @@ public struct DeliveryService: Sendable {
     ) async throws -> MarkOutcome {
         let clock = clock
         let (package, aggregate) = try await store.update(sessionID) { aggregate in
-            try aggregate.mark(mark, reference, by: delivererID, reason: reason, at: clock.now(), actor: caller.id)
+            try aggregate.authorize(caller, .mark(delivererID: delivererID))
+            return try aggregate.mark(mark, reference, by: delivererID, reason: reason, at: clock.now(), actor: caller.id)
         }
         return MarkOutcome(package: package, deliverer: aggregate.deliverer(id: package.assignedDelivererID ?? ""), session: aggregate.session)
     }
@@ -81,7 +94,8 @@ public struct DeliveryService: Sendable {
     public func reassign(_ sessionID: String, packageID: String, to delivererID: String, caller: Caller) async throws -> Package {
         let clock = clock
         return try await store.update(sessionID) { aggregate in
-            try aggregate.reassign(packageID, to: delivererID, at: clock.now(), actor: caller.id)
+            try aggregate.authorize(caller, .manage)
+            return try aggregate.reassign(packageID, to: delivererID, at: clock.now(), actor: caller.id)
         }.result
     }
 
@@ -90,6 +104,7 @@ public struct DeliveryService: Sendable {
     public func transition(_ sessionID: String, _ transition: Transition, caller: Caller) async throws -> DeliverySession {
         let clock = clock
         return try await store.update(sessionID) { aggregate in
+            try aggregate.authorize(caller, .manage)
             let now = clock.now()
             switch transition {
             case .pause: try aggregate.pause(at: now, actor: caller.id)
@@ -100,16 +115,23 @@ public struct DeliveryService: Sendable {
         }.aggregate.session
     }
 
+    /// The `{added, duplicates}` answer of `addPackages` as JSON text (the HTTP answer's shape).
+    public static func json(_ outcome: AddPackagesOutcome) -> String {
+        String(buffer: JSONResponse.encode(AddPackagesResponse(added: outcome.added, duplicates: outcome.duplicates), capacity: 256 * (outcome.added.count + 1)))
+    }
+
     // MARK: reads
 
-    public func session(_ sessionID: String) async throws -> DeliveryAggregate {
+    /// The session with everything linked, if `caller` may see it (else a 404, as a missing one).
+    public func session(_ sessionID: String, caller: Caller) async throws -> DeliveryAggregate {
         guard let aggregate = try await store.load(sessionID) else { throw DeliveryError.sessionNotFound(sessionID) }
+        try aggregate.authorize(caller, .read)
         return aggregate
     }
 
     /// The full session document as JSON bytes and its version (for the ETag). Encoded once per version.
-    public func document(_ sessionID: String) async throws -> (body: ByteBuffer, version: Int64) {
-        let aggregate = try await session(sessionID)
+    public func document(_ sessionID: String, caller: Caller) async throws -> (body: ByteBuffer, version: Int64) {
+        let aggregate = try await session(sessionID, caller: caller)
         if let cached = documents.get(sessionID), cached.version == aggregate.version {
             return (cached.value, cached.version)
         }
@@ -119,14 +141,15 @@ public struct DeliveryService: Sendable {
         return (body, aggregate.version)
     }
 
-    public func sessions(userID: String, status: SessionStatus?, cursor: String?, limit: Int) async throws -> (items: [DeliverySession], next: String?) {
+    public func sessions(userID: String, status: SessionStatus?, cursor: String?, limit: Int, caller: Caller) async throws -> (items: [DeliverySession], next: String?) {
+        try DeliveryAccess.authorizeListing(caller, userID: userID)
         let rows = try await store.sessions(userID: userID, status: status, after: cursor, limit: limit + 1)
         let items = Array(rows.prefix(limit))
         return (items, rows.count > limit ? items.last?.id : nil)
     }
 
-    public func audit(_ sessionID: String, after cursor: Int64?, limit: Int) async throws -> (items: [AuditEntry], next: String?) {
-        let aggregate = try await session(sessionID)
+    public func audit(_ sessionID: String, after cursor: Int64?, limit: Int, caller: Caller) async throws -> (items: [AuditEntry], next: String?) {
+        let aggregate = try await session(sessionID, caller: caller)
         let remaining = aggregate.audit.filter { $0.seq > (cursor ?? 0) }
         let items = Array(remaining.prefix(limit))
         return (items, remaining.count > limit ? items.last.map { String($0.seq) } : nil)
@@ -139,8 +162,8 @@ public struct DeliveryService: Sendable {
     }
 
     /// Recomputes the hash chain from the rows in the database (not from memory).
-    public func verifyAudit(_ sessionID: String) async throws -> Verification {
-        _ = try await session(sessionID)
+    public func verifyAudit(_ sessionID: String, caller: Caller) async throws -> Verification {
+        _ = try await session(sessionID, caller: caller)
         let entries = try await store.storedAudit(sessionID)
         var previous = AuditChain.genesis
         for (index, entry) in entries.enumerated() {

@@ -1,14 +1,18 @@
+import Access
 import Delivery
+import Foundation
 import Hummingbird
 import Kernel
 import Logging
 import ServiceLifecycle
 
-/// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, …).
-public let allMigrations: [Migration] = IdempotencyStore.migrations + DeliveryService.migrations
+/// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
+public let allMigrations: [Migration] = IdempotencyStore.migrations + DeliveryService.migrations + AccessService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
-/// Application out. It opens clients but does no I/O; migrations run before the server listens.
+/// Application out. It opens the database (SQLite opens its file here; PostgreSQL's pool connects
+/// when the server runs) and builds the graph; migrations and the admin key's set-up run before
+/// the server listens.
 public func buildApplication(
     _ configuration: ServerConfiguration, clock: WallClock = .system, logger: Logger? = nil
 ) throws -> some ApplicationProtocol {
@@ -22,16 +26,24 @@ public func buildApplication(
     let migrator = Migrator(migrations: allMigrations, logger: logger)
     let routes = RouteRegistry()
 
+    let access = AccessService(storage: storage, clock: clock, ids: ids, configuration: configuration.access, logger: logger)
+    let delivery = DeliveryService(store: DeliveryStores.make(storage), clock: clock, ids: ids)
+    let (wakeUps, wakeUp) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    let submissions = SubmissionService(
+        storage: storage, access: access, automations: [PackageImport(delivery: delivery), SessionReport(delivery: delivery)],
+        clock: clock, ids: ids, wakeUp: wakeUp)
+
     let router = Router(context: SessiondRequestContext.self)
-    // Outermost first: id and log line, body limit, errors to problem+json, idempotent replay.
+    // Outermost first: id and log line, errors to problem+json, the route's policy (body limit,
+    // authentication, CSRF, rate limit), then idempotent replay scoped to the authenticated principal.
     router.add(middleware: RequestLogMiddleware(ids: ids))
-    router.add(middleware: BodyLimitMiddleware(maxBytes: configuration.maxBodyBytes))
     router.add(middleware: ProblemMiddleware(routes: routes))
+    router.add(middleware: AccessMiddleware(access: access, routes: routes, clock: clock, defaultBodyLimit: configuration.maxBodyBytes))
     let idempotency = IdempotencyStore(storage: storage)
     router.add(middleware: IdempotencyMiddleware(store: idempotency, clock: clock, routes: routes))
 
     SystemRoutes(storage: storage, migrator: migrator, routes: routes).register(on: router)
-    let delivery = DeliveryService(store: DeliveryStores.make(storage), clock: clock, ids: ids)
+    AccessRoutes(access: access, submissions: submissions).register(on: router, routes: routes)
     DeliveryRoutes(service: delivery).register(on: router, routes: routes)
 
     var app = Application(
@@ -40,24 +52,39 @@ public func buildApplication(
         services: [
             StorageService(storage: storage),
             IdempotencyJanitor(store: idempotency, clock: clock, logger: logger),
+            AccessHousekeeping(access: access, logger: logger),
+            SubmissionWorker(
+                service: submissions, wakeUps: wakeUps, name: "worker-" + ids.make(), leaseSeconds: configuration.access.submissionLeaseSeconds,
+                logger: logger),
         ],
         logger: logger)
     app.beforeServerStarts {
         try await migrator.migrate(storage, now: clock.now().milliseconds)
+        if let generated = try await access.bootstrapAdminKey() {
+            announceAdminKey(generated)
+        }
+        logger.info(
+            "sessiond starting",
+            metadata: ["database": .string(configuration.database.description), "address": .string("http://\(configuration.host):\(configuration.port)")])
     }
     return app
 }
 
-/// Sets the request body limit from configuration.
-struct BodyLimitMiddleware: RouterMiddleware {
-    typealias Context = SessiondRequestContext
-    let maxBytes: Int
+/// Shows a newly generated admin key once, on standard error (never in the log stream).
+func announceAdminKey(_ key: String) {
+    let banner = """
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        var context = context
-        context.maxUploadSize = maxBytes
-        return try await next(request, context)
-    }
+        ================================================================
+         sessiond generated an ADMIN API KEY. It is shown this once and
+         only its hash is stored. Keep it somewhere safe:
+
+             \(key)
+
+         Set ADMIN_API_KEY (32+ characters) to choose your own instead.
+        ================================================================
+
+        """
+    FileHandle.standardError.write(Data(banner.utf8))
 }
 
 /// Keeps the database open for the life of the server: runs PostgreSQL's pool; on shutdown
@@ -76,19 +103,33 @@ struct StorageService: Service {
     }
 }
 
-/// `sessiond migrate`: opens the database, applies what is missing, closes it.
-public func runMigrations(_ configuration: ServerConfiguration, logger: Logger) async throws {
+/// Runs `body` with the database open and migrated, outside the server (`sessiond migrate`, `sessiond keys`).
+public func withDatabase<T: Sendable>(
+    _ configuration: ServerConfiguration, logger: Logger, _ body: @Sendable (Storage) async throws -> T
+) async throws -> T {
     let storage = try Storage.open(configuration.database, logger: logger)
     let migrator = Migrator(migrations: allMigrations, logger: logger)
     switch storage {
     case .sqlite(let db):
         defer { db.close() }
         try await migrator.migrate(storage, now: WallClock.system.now().milliseconds)
+        return try await body(storage)
     case .postgres(let db):
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await db.run() }
             defer { group.cancelAll() }
             try await migrator.migrate(storage, now: WallClock.system.now().milliseconds)
+            return try await body(storage)
         }
     }
+}
+
+/// `sessiond migrate`: opens the database, applies what is missing, closes it.
+public func runMigrations(_ configuration: ServerConfiguration, logger: Logger) async throws {
+    try await withDatabase(configuration, logger: logger) { _ in }
+}
+
+/// The access service on an open database, for the operator's `sessiond keys` commands.
+public func accessService(_ storage: Storage, configuration: ServerConfiguration, logger: Logger) -> AccessService {
+    AccessService(storage: storage, clock: .system, ids: IDGenerator(), configuration: configuration.access, logger: logger)
 }

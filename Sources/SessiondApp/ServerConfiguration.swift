@@ -1,3 +1,4 @@
+import Access
 import Kernel
 import Logging
 
@@ -16,8 +17,10 @@ public struct ServerConfiguration: Sendable {
     public var database: DatabaseLocation
     public var logLevel: Logger.Level
     public var logFormat: LogFormat = .json
-    /// Largest JSON request body, in bytes (413 above it).
+    /// Largest JSON request body, in bytes (413 above it), unless a route says otherwise.
     public var maxBodyBytes: Int
+    /// Keys, login sessions, rate limits and submissions.
+    public var access = AccessConfiguration()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host
@@ -44,8 +47,10 @@ public struct ServerConfiguration: Sendable {
         }
     }
 
-    /// Reads flags over `HOST`, `PORT`, `DATABASE_URL`, `LOG_LEVEL`, `LOG_FORMAT`, `MAX_BODY_BYTES`; reports every
-    /// bad value at once.
+    /// Reads flags over `HOST`, `PORT`, `DATABASE_URL`, `LOG_LEVEL`, `LOG_FORMAT`, `MAX_BODY_BYTES`, and the
+    /// access settings (`ADMIN_API_KEY`, `PUBLIC_BASE_URL`, `LOGIN_SESSION_TTL`, `LOGIN_IDLE_TIMEOUT`,
+    /// `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `AUTH_FAILURE_BURST`, `SUBMISSION_LEASE_SECONDS`);
+    /// reports every bad value at once, secrets never echoed.
     public static func resolve(flags: Flags, environment: [String: String]) throws(ConfigurationError) -> ServerConfiguration {
         var problems: [String] = []
         var configuration = ServerConfiguration()
@@ -80,7 +85,39 @@ public struct ServerConfiguration: Sendable {
         if let text = environment["MAX_BODY_BYTES"] {
             if let bytes = Int(text), bytes >= 1024 { configuration.maxBodyBytes = bytes } else { problems.append("MAX_BODY_BYTES: \(text) is not a number of bytes >= 1024") }
         }
+        configuration.access = access(environment, &problems)
         if !problems.isEmpty { throw ConfigurationError(problems) }
         return configuration
+    }
+
+    static func access(_ environment: [String: String], _ problems: inout [String]) -> AccessConfiguration {
+        var access = AccessConfiguration()
+        if let key = environment["ADMIN_API_KEY"], !key.isEmpty {
+            if key.count >= 32, key.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) {
+                access.adminKey = key
+            } else {
+                problems.append("ADMIN_API_KEY: must be 32 or more visible ASCII characters (the value is not shown)")
+            }
+        }
+        if let url = environment["PUBLIC_BASE_URL"], !url.isEmpty {
+            if url.hasPrefix("http://") || url.hasPrefix("https://") {
+                access.publicBaseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+            } else {
+                problems.append("PUBLIC_BASE_URL: \(url) is not an http:// or https:// URL")
+            }
+        }
+        func seconds(_ name: String, _ range: ClosedRange<Int64>, _ apply: (Int64) -> Void) {
+            guard let text = environment[name], !text.isEmpty else { return }
+            if let value = Int64(text), range.contains(value) { apply(value) } else { problems.append("\(name): \(text) is not a number from \(range.lowerBound) to \(range.upperBound)") }
+        }
+        seconds("LOGIN_SESSION_TTL", 60...31_536_000) { access.loginSessionLifetimeSeconds = $0 }
+        seconds("LOGIN_IDLE_TIMEOUT", 60...31_536_000) { access.loginIdleTimeoutSeconds = $0 }
+        seconds("RATE_LIMIT_BURST", 1...1_000_000) { access.rateLimitBurst = Int($0) }
+        seconds("AUTH_FAILURE_BURST", 1...1_000_000) { access.authFailureBurst = Int($0) }
+        seconds("SUBMISSION_LEASE_SECONDS", 1...86_400) { access.submissionLeaseSeconds = $0 }
+        if let text = environment["RATE_LIMIT_PER_SECOND"], !text.isEmpty {
+            if let value = Double(text), value >= 0, value.isFinite { access.rateLimitPerSecond = value } else { problems.append("RATE_LIMIT_PER_SECOND: \(text) is not a number >= 0 (0 turns the limit off)") }
+        }
+        return access
     }
 }

@@ -26,20 +26,22 @@ struct SystemRoutes {
             JSONResponse.bytes(health ?? .init())
         }
         routes.add(.init(.get, "/ready", summary: "The database is reachable and fully migrated", tag: "system", response: "Readiness", errors: [503]), to: router) { _, context in
-            let applied: Int
+            let missing: [Int]
             do {
-                applied = try await migrator.appliedVersion(storage) ?? 0
+                missing = try await migrator.missingVersions(storage)
             } catch {
                 context.logger.warning("readiness check failed", metadata: ["error": "\(error)"])
                 throw Problem(status: .serviceUnavailable, slug: "not-ready", title: "Not ready", detail: "The database is not reachable.")
             }
-            guard applied >= migrator.latestVersion else {
+            guard missing.isEmpty else {
                 throw Problem(
                     status: .serviceUnavailable, slug: "not-ready", title: "Not ready",
-                    detail: "The schema is at version \(applied); this server needs \(migrator.latestVersion). Run `sessiond migrate`.")
+                    detail: "Migrations \(missing.map(String.init).joined(separator: ", ")) are not applied. Run `sessiond migrate`.")
             }
             return try JSONResponse.make(
-                Readiness(status: "ready", database: storage.dialect.rawValue, schemaVersion: applied, expectedSchemaVersion: migrator.latestVersion))
+                Readiness(
+                    status: "ready", database: storage.dialect.rawValue, schemaVersion: migrator.latestVersion,
+                    expectedSchemaVersion: migrator.latestVersion))
         }
         routes.add(.init(.get, "/openapi.json", summary: "This document", tag: "system"), to: router) { _, _ in
             JSONResponse.bytes(try JSONResponse.encode(OpenAPIDocument.make(routes: routes.all)))

@@ -1,3 +1,4 @@
+import Access
 import ArgumentParser
 import Foundation
 import Hummingbird
@@ -14,7 +15,7 @@ struct Sessiond: AsyncParsableCommand {
             Data lives in an embedded SQLite file by default (./data/sessiond.sqlite), or in PostgreSQL
             when --database / DATABASE_URL is a postgres:// URL. Flags win over environment variables.
             """,
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, Keys.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -72,5 +73,88 @@ struct Migrate: AsyncParsableCommand {
         var logger = Logger(label: "sessiond")
         logger.logLevel = configuration.logLevel
         try await runMigrations(configuration, logger: logger)
+    }
+}
+
+/// `sessiond keys …`: the operator manages API keys on the database directly, while servers run.
+/// Revocation takes effect at once on every server (each request reads its key from the database).
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create, list, revoke and rotate API keys (on the configured database).",
+        subcommands: [Create.self, List.self, Revoke.self, Rotate.self])
+
+    /// Runs `body` with the access service on the configured, migrated database.
+    static func withAccess<T: Sendable>(_ common: CommonOptions, _ body: @Sendable (AccessService) async throws -> T) async throws -> T {
+        let flags = ServerConfiguration.Flags(database: common.database, logLevel: common.logLevel ?? "warning", logFormat: common.logFormat)
+        let configuration = try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+        bootstrapLogging(configuration)
+        defer { LogSink.shared.flush() }
+        let logger = {
+            var logger = Logger(label: "sessiond")
+            logger.logLevel = configuration.logLevel
+            return logger
+        }()
+        return try await withDatabase(configuration, logger: logger) { storage in
+            try await body(accessService(storage, configuration: configuration, logger: logger))
+        }
+    }
+
+    static func show(_ key: APIKey, secret: String? = nil) {
+        var line = "\(key.id)  \(key.prefix)…  \(key.role.rawValue)  \(key.name)"
+        if let user = key.userID { line += "  user_id=\(user)" }
+        if let deliverer = key.delivererID { line += "  deliverer_id=\(deliverer)" }
+        if let expires = key.expiresAt { line += "  expires_at=\(expires.rfc3339)" }
+        if let used = key.lastUsedAt { line += "  last_used_at=\(used.rfc3339)" }
+        if key.revoked { line += "  REVOKED" }
+        print(line)
+        if let secret { print("key (shown this once): \(secret)") }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a key; its secret is printed once.")
+        @Option(help: "A name to recognise the key by.") var name: String
+        @Option(help: "admin, owner, viewer, deliverer or channel.") var role: String
+        @Option(name: .customLong("user-id"), help: "The user an owner, viewer or channel key acts for.") var userID: String?
+        @Option(name: .customLong("deliverer-id"), help: "The deliverer a deliverer key acts for.") var delivererID: String?
+        @Option(name: .customLong("expires-at"), help: "RFC 3339 time after which the key is refused.") var expiresAt: String?
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let request = AccessService.NewKey(name: name, role: role, userID: userID, delivererID: delivererID, expiresAt: expiresAt)
+            let (key, secret) = try await Keys.withAccess(common) { access in try await access.createKey(request, caller: .system) }
+            Keys.show(key, secret: secret)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys, newest first (never their secrets).")
+        @Option(help: "How many.") var limit = 200
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let keys = try await Keys.withAccess(common) { access in try await access.keys(after: nil, limit: limit, caller: .system).items }
+            for key in keys { Keys.show(key) }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key at once, on every server.")
+        @Argument(help: "The key_id.") var keyID: String
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            Keys.show(try await Keys.withAccess(common) { access in try await access.revokeKey(keyID, caller: .system) })
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Replace a key by a new one (printed once); the old one is revoked.")
+        @Argument(help: "The key_id.") var keyID: String
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let (key, secret) = try await Keys.withAccess(common) { access in try await access.rotateKey(keyID, caller: .system) }
+            Keys.show(key, secret: secret)
+        }
     }
 }

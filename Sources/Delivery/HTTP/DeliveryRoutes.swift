@@ -69,11 +69,11 @@ public struct DeliveryRoutes: Sendable {
                 status = parsed
             }
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
-            let page = try await service.sessions(userID: userID, status: status, cursor: request.queryString("cursor"), limit: limit)
+            let page = try await service.sessions(userID: userID, status: status, cursor: request.queryString("cursor"), limit: limit, caller: context.caller)
             return JSONResponse.write(Page(items: page.items, nextCursor: page.next))
         }
         routes.add(.init(.get, "/api/sessions/{id}", summary: "A session with its packages, addresses, deliverers and audit trail", tag: tag, response: "SessionDocument", errors: [404]), to: router) { request, context in
-            let (body, version) = try await service.document(try context.parameters.require("id"))
+            let (body, version) = try await service.document(try context.parameters.require("id"), caller: context.caller)
             let etag = "\"v\(version)\""
             if request.headers[.ifNoneMatch] == etag {
                 return Response(status: .notModified, headers: [.eTag: etag])
@@ -81,7 +81,7 @@ public struct DeliveryRoutes: Sendable {
             return JSONResponse.bytes(body, headers: [.eTag: etag])
         }
         routes.add(.init(.get, "/api/sessions/{id}/dashboard", summary: "Live progress of a session", tag: tag, response: "Dashboard", errors: [404]), to: router) { _, context in
-            JSONResponse.write(Dashboard(aggregate: try await service.session(try context.parameters.require("id"))))
+            JSONResponse.write(Dashboard(aggregate: try await service.session(try context.parameters.require("id"), caller: context.caller)))
         }
         routes.add(.init(.post, "/api/sessions/{id}/packages", summary: "Add packages; duplicates are reported, not added", tag: tag, request: "AddPackages", response: "AddPackagesResult", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: PackagesBody.self, context: context)
@@ -141,11 +141,11 @@ public struct DeliveryRoutes: Sendable {
                 guard let value = Int64(text), value >= 0 else { throw Problem.validation("cursor", "cursor is not one this API gave out.") }
                 cursor = value
             }
-            let page = try await service.audit(try context.parameters.require("id"), after: cursor, limit: limit)
+            let page = try await service.audit(try context.parameters.require("id"), after: cursor, limit: limit, caller: context.caller)
             return JSONResponse.write(Page(items: page.items, nextCursor: page.next))
         }
         routes.add(.init(.get, "/api/sessions/{id}/audit/verify", summary: "Check the audit trail's hash chain as stored", tag: tag, response: "AuditVerification", errors: [404]), to: router) { _, context in
-            let result = try await service.verifyAudit(try context.parameters.require("id"))
+            let result = try await service.verifyAudit(try context.parameters.require("id"), caller: context.caller)
             return JSONResponse.write(VerifyResponse(valid: result.valid, entries: result.entries, firstBadSeq: result.firstBadSeq))
         }
     }

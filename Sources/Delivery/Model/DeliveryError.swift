@@ -10,6 +10,8 @@ public enum DeliveryError: ProblemConvertible, Equatable {
     case wrongDeliverer(packageID: String, assignedTo: String?, caller: String)
     case packageFinal(packageID: String, status: PackageStatus, action: String)
     case invalid(field: String, detail: String)
+    case forbidden(String)
+    case userNotFound(String)
 
     public var problem: Problem {
         switch self {
@@ -39,6 +41,10 @@ public enum DeliveryError: ProblemConvertible, Equatable {
                 title: "Package already final")
         case .invalid(let field, let detail):
             return .validation(field, detail)
+        case .forbidden(let detail):
+            return Problem(status: .forbidden, slug: "forbidden", title: "Forbidden", detail: detail)
+        case .userNotFound(let id):
+            return .notFound("No sessions of user \(id) to show.")
         }
     }
 }

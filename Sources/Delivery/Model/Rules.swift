@@ -12,6 +12,13 @@ public struct NewPackage: Sendable, Decodable {
         case barcode, valueCents = "value_cents", recipient, address
     }
 
+    public init(barcode: String, valueCents: Int64? = nil, recipient: String? = nil, address: NewAddress? = nil) {
+        self.barcode = barcode
+        self.valueCents = valueCents
+        self.recipient = recipient
+        self.address = address
+    }
+
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         barcode = try container.decode(String.self, forKey: .barcode)
@@ -33,6 +40,15 @@ public struct NewAddress: Sendable, Decodable {
 
     enum CodingKeys: String, CodingKey {
         case street, number, district, city, state, postalCode = "postal_code", latitude, longitude
+    }
+
+    public init(street: String, number: String? = nil, district: String? = nil, city: String? = nil, state: String? = nil, postalCode: String? = nil) {
+        self.street = street
+        self.number = number
+        self.district = district
+        self.city = city
+        self.state = state
+        self.postalCode = postalCode
     }
 }
 
@@ -94,16 +110,18 @@ extension DeliveryAggregate {
 
     // MARK: open
 
-    public mutating func addPackages(_ incoming: [NewPackage], ids: () -> String, at now: Timestamp, actor: String?) throws -> AddPackagesOutcome {
+    public mutating func addPackages(_ incoming: [NewPackage], ids: () -> String, at now: Timestamp, actor: String?, limit: Int = 1000) throws -> AddPackagesOutcome {
         try requireWritable(action: "add packages to", allowed: [.open])
         guard !incoming.isEmpty else { throw DeliveryError.invalid(field: "packages", detail: "packages must list at least one package.") }
-        guard incoming.count <= 1000 else { throw DeliveryError.invalid(field: "packages", detail: "At most 1000 packages per call.") }
+        guard incoming.count <= limit else { throw DeliveryError.invalid(field: "packages", detail: "At most \(limit) packages per call.") }
         // Validate everything first: a bad package refuses the whole call, nothing half-added.
         var cleaned: [(barcode: String, package: NewPackage)] = []
         for (index, package) in incoming.enumerated() {
             cleaned.append((try Self.validate(package, field: "packages[\(index)]"), package))
         }
         var known = Set(packages.map(\.barcode))
+        // Address text → id, so that a large import does not scan the addresses once per package.
+        var addressIDs = Dictionary(addresses.map { ($0.key, $0.id) }, uniquingKeysWith: { first, _ in first })
         var outcome = AddPackagesOutcome(added: [], duplicates: [])
         var nextPosition = (packages.map(\.position).max() ?? -1) + 1
         for (barcode, package) in cleaned {
@@ -111,7 +129,13 @@ extension DeliveryAggregate {
                 outcome.duplicates.append(barcode)
                 continue
             }
-            let addressID = package.address.map { upsertAddress($0, ids: ids) }
+            let addressID = package.address.map { address in
+                let key = Self.addressKey(address)
+                if let known = addressIDs[key] { return known }
+                let id = upsertAddress(address, ids: ids)
+                addressIDs[key] = id
+                return id
+            }
             let added = Package(
                 id: ids(), barcode: barcode, status: .pending, valueCents: package.valueCents ?? 0,
                 recipient: package.recipient.flatMap(Self.trimmedOrNil), addressID: addressID, assignedDelivererID: nil,
@@ -475,5 +499,20 @@ extension DeliveryAggregate {
     static func trimmedOrNil(_ text: String) -> String? {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         return trimmed.isEmpty ? nil : trimmed
+    }
+}
+
+extension NewPackage {
+    /// What is wrong with this package, if anything (`address.street`, and what to fix), checked
+    /// by the same rules `addPackages` applies: for imports that report every bad row at once.
+    public var invalidField: (field: String, detail: String)? {
+        do {
+            _ = try DeliveryAggregate.validate(self, field: "p")
+            return nil
+        } catch DeliveryError.invalid(let field, let detail) {
+            return (String(field.dropFirst(2)), detail)
+        } catch {
+            return ("barcode", "\(error)")
+        }
     }
 }

@@ -9,11 +9,14 @@ public protocol DeliveryStore: Sendable {
     /// The session with everything linked to it, or nil.
     func load(_ sessionID: String) async throws -> DeliveryAggregate?
 
-    /// Loads the session under its write lock, applies `change`, and saves the difference in one
-    /// transaction, guarded by the version. A change that records no audit entry saves nothing.
-    /// Throws `DeliveryError.sessionNotFound` when there is no such session.
+    /// Applies `change` to the current session and saves the difference in one transaction, guarded
+    /// by the version the change saw (SQLite: on the single writer, so nothing else writes between
+    /// the check and the save; PostgreSQL: optimistically, retried when another server wrote first).
+    /// A change that records no audit entry saves nothing. `alongside` statements commit in the same
+    /// transaction whether or not the session changed (a job's status), made from the change's result. Throws
+    /// `DeliveryError.sessionNotFound` when there is no such session.
     func update<T: Sendable>(
-        _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
+        _ sessionID: String, alongside: @escaping @Sendable (T) -> [SQLStatement], _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
     ) async throws -> (result: T, aggregate: DeliveryAggregate)
 
     /// A user's sessions, newest first, after `cursor` (a session id), at most `limit`.
@@ -22,6 +25,14 @@ public protocol DeliveryStore: Sendable {
     /// The audit trail as stored, read from the database itself (never from a cache): what
     /// `audit/verify` checks.
     func storedAudit(_ sessionID: String) async throws -> [AuditEntry]
+}
+
+extension DeliveryStore {
+    func update<T: Sendable>(
+        _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
+    ) async throws -> (result: T, aggregate: DeliveryAggregate) {
+        try await update(sessionID, alongside: { _ in [] }, change)
+    }
 }
 
 public enum DeliveryStores {
@@ -57,7 +68,7 @@ struct SQLiteDeliveryStore: DeliveryStore {
     }
 
     func update<T: Sendable>(
-        _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
+        _ sessionID: String, alongside: @escaping @Sendable (T) -> [SQLStatement], _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
     ) async throws -> (result: T, aggregate: DeliveryAggregate) {
         let cached = cache.get(sessionID)
         // Runs on the single writer, inside this request's savepoint of the group commit.
@@ -76,10 +87,13 @@ struct SQLiteDeliveryStore: DeliveryStore {
             }
             let before = aggregate
             let result = try change(&aggregate)
-            guard aggregate.audit.count != before.audit.count else { return (result, before) }
-            aggregate.session.version = before.version + 1
-            for statement in DeliverySQL.changes(from: before, to: aggregate) { try connection.execute(statement) }
-            return (result, aggregate)
+            let changed = aggregate.audit.count != before.audit.count
+            if changed {
+                aggregate.session.version = before.version + 1
+                for statement in DeliverySQL.changes(from: before, to: aggregate) { try connection.execute(statement) }
+            }
+            for statement in alongside(result) { try connection.execute(statement) }
+            return (result, changed ? aggregate : before)
         }
         cache.publish(sessionID, version: outcome.1.version, value: outcome.1)
         return outcome
@@ -99,6 +113,7 @@ struct PostgresDeliveryStore: DeliveryStore {
     let db: PostgresDatabase
     let cache: VersionedCache<DeliveryAggregate>
     let locks = KeyedLock()
+    static let maxAtomicStatements = 300
 
     func create(_ aggregate: DeliveryAggregate) async throws {
         let statements = DeliverySQL.changes(from: nil, to: aggregate)
@@ -128,7 +143,7 @@ struct PostgresDeliveryStore: DeliveryStore {
     /// version read is older than the database's and the guarded save fails, so a torn load is
     /// never saved.
     func update<T: Sendable>(
-        _ sessionID: String, _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
+        _ sessionID: String, alongside: @escaping @Sendable (T) -> [SQLStatement], _ change: @escaping @Sendable (inout DeliveryAggregate) throws -> T
     ) async throws -> (result: T, aggregate: DeliveryAggregate) {
         try await locks.withLock(sessionID) {
             var attempt = 0
@@ -144,15 +159,25 @@ struct PostgresDeliveryStore: DeliveryStore {
                 }
                 var aggregate = current
                 let result = try change(&aggregate)
-                guard aggregate.audit.count != current.audit.count else { return (result, current) }
-                aggregate.session.version = current.version + 1
-                let statements = DeliverySQL.changes(from: current, to: aggregate)
+                let changed = aggregate.audit.count != current.audit.count
+                let alongside = alongside(result)
+                guard changed || !alongside.isEmpty else { return (result, current) }
+                if changed { aggregate.session.version = current.version + 1 }
+                let statements = (changed ? DeliverySQL.changes(from: current, to: aggregate) : []) + alongside
                 do {
-                    try await db.read { connection in try await connection.executeAtomically(statements) }
-                } catch StorageError.conflict(let sql) where attempt < 5 {
-                    _ = sql
+                    if statements.count <= Self.maxAtomicStatements {
+                        try await db.read { connection in try await connection.executeAtomically(statements) }
+                    } else {
+                        // A very large change (a 10,000-row import) would pass PostgreSQL's limit of
+                        // 65,535 parameters in one statement: one transaction of many statements instead.
+                        try await db.transaction { connection in
+                            for statement in statements { try await connection.execute(statement) }
+                        }
+                    }
+                } catch StorageError.conflict where attempt < 5 {
                     continue
                 }
+                guard changed else { return (result, current) }
                 cache.publish(sessionID, version: aggregate.version, value: aggregate)
                 return (result, aggregate)
             }

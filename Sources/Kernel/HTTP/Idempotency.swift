@@ -17,6 +17,10 @@ public struct IdempotencyRecord: Sendable, Equatable {
     public var body: String
     public var createdAt: Timestamp
     public var expiresAt: Timestamp
+    /// Set while the request that claimed the key is still running.
+    public var claimedUntil: Timestamp?
+
+    public var isClaim: Bool { status == 0 }
 }
 
 /// The `idempotency_keys` table (kernel migration 2).
@@ -25,10 +29,12 @@ public struct IdempotencyStore: Sendable {
 
     public init(storage: Storage) { self.storage = storage }
 
+    /// The record for this key: an answer (`status` > 0) or a claim of a request still running
+    /// (`status` 0, until `claimedUntil`).
     public func find(scope: String, key: String, now: Timestamp) async throws -> IdempotencyRecord? {
         let rows = try await storage.query(
             """
-            SELECT request_hash, status, content_type, body, created_at, expires_at, headers
+            SELECT request_hash, status, content_type, body, created_at, expires_at, headers, claimed_until
             FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND expires_at > ?
             """,
             [.text(scope), .text(key), .int(now.milliseconds)])
@@ -36,29 +42,61 @@ public struct IdempotencyStore: Sendable {
             IdempotencyRecord(
                 scope: scope, key: key, requestHash: try row.string(0), status: Int(try row.int(1)),
                 contentType: try row.optionalString(2), headers: Self.headers(from: try row.optionalString(6)), body: try row.string(3),
-                createdAt: Timestamp(milliseconds: try row.int(4)), expiresAt: Timestamp(milliseconds: try row.int(5)))
+                createdAt: Timestamp(milliseconds: try row.int(4)), expiresAt: Timestamp(milliseconds: try row.int(5)),
+                claimedUntil: try row.optionalInt(7).map(Timestamp.init(milliseconds:)))
         }
     }
 
+    /// Claims the key for a request about to run, in the database, so that no other request (on
+    /// this server or another on the same database) runs the same keyed request meanwhile. Returns
+    /// false when someone else holds a live claim or an answer. An expired record, or a claim whose
+    /// server died before it answered (past `claimedUntil`), is taken over.
+    public func claim(scope: String, key: String, requestHash: String, now: Timestamp, lifetime: Int64, claimFor: Int64) async throws -> Bool {
+        do {
+            try await storage.write([
+                SQLStatement(
+                    """
+                    INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, content_type, body, created_at, expires_at, headers, claimed_until)
+                    VALUES (?, ?, ?, 0, NULL, '', ?, ?, NULL, ?)
+                    ON CONFLICT (scope, idem_key) DO UPDATE SET
+                        request_hash = excluded.request_hash, status = 0, content_type = NULL, body = '', headers = NULL,
+                        created_at = excluded.created_at, expires_at = excluded.expires_at, claimed_until = excluded.claimed_until
+                    WHERE idempotency_keys.expires_at <= excluded.created_at
+                       OR (idempotency_keys.status = 0 AND idempotency_keys.claimed_until <= excluded.created_at)
+                    """,
+                    [
+                        .text(scope), .text(key), .text(requestHash), .int(now.milliseconds), .int(now.milliseconds + lifetime),
+                        .int(now.milliseconds + claimFor),
+                    ], expectedChanges: 1)
+            ])
+            return true
+        } catch StorageError.conflict {
+            return false
+        }
+    }
+
+    /// Stores the answer of the claimed request.
     public func save(_ record: IdempotencyRecord) async throws {
-        // An expired record with the same key is replaced; a live one is never overwritten.
         try await storage.write([
             SQLStatement(
                 """
-                INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, content_type, body, created_at, expires_at, headers)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (scope, idem_key) DO UPDATE SET
-                    request_hash = excluded.request_hash, status = excluded.status,
-                    content_type = excluded.content_type, body = excluded.body, headers = excluded.headers,
-                    created_at = excluded.created_at, expires_at = excluded.expires_at
-                WHERE idempotency_keys.expires_at <= excluded.created_at
+                UPDATE idempotency_keys SET status = ?, content_type = ?, body = ?, headers = ?, claimed_until = NULL
+                WHERE scope = ? AND idem_key = ? AND status = 0 AND request_hash = ?
                 """,
                 [
-                    .text(record.scope), .text(record.key), .text(record.requestHash), .int(Int64(record.status)),
-                    SQLValue(record.contentType), .text(record.body), .int(record.createdAt.milliseconds),
-                    .int(record.expiresAt.milliseconds),
+                    .int(Int64(record.status)), SQLValue(record.contentType), .text(record.body),
                     record.headers.isEmpty ? .null : .text(JSONValue.object(record.headers.mapValues(JSONValue.string)).canonicalText()),
+                    .text(record.scope), .text(record.key), .text(record.requestHash),
                 ])
+        ])
+    }
+
+    /// Gives a claim up (the request failed with a 5xx): a retry may run it again.
+    public func release(scope: String, key: String, requestHash: String) async throws {
+        try await storage.write([
+            SQLStatement(
+                "DELETE FROM idempotency_keys WHERE scope = ? AND idem_key = ? AND status = 0 AND request_hash = ?",
+                [.text(scope), .text(key), .text(requestHash)])
         ])
     }
 
@@ -74,7 +112,11 @@ public struct IdempotencyStore: Sendable {
         return object.compactMapValues { if case .string(let value) = $0 { value } else { nil } }
     }
 
-    public static let migrations = [migration, headersMigration]
+    public static let migrations = [migration, headersMigration, claimMigration]
+
+    static let claimMigration = Migration(
+        version: 4, name: "idempotency keys claimed in the database",
+        shared: ["ALTER TABLE idempotency_keys ADD COLUMN claimed_until BIGINT"])
 
     static let headersMigration = Migration(
         version: 3, name: "idempotency keys replay headers",
@@ -102,23 +144,26 @@ public struct IdempotencyStore: Sendable {
 
 /// `Idempotency-Key` on every POST: the same key with the same request replays the first answer
 /// (with `Idempotent-Replayed: true`); the same key with another request is a 422; the same key
-/// while the first request is still running is a 409. Keys are scoped by caller and live 24 h.
+/// while the first request is still running is a 409. Keys are scoped to the principal and live
+/// 24 h. A key is claimed in the database before the request runs, so two servers on one database
+/// never both run one keyed request.
 ///
 /// Known limit: the answer is stored in its own transaction just after the request's, so a crash
-/// between the two lets a retry run again (services keep their writes idempotent where it matters:
-/// delivering twice counts once).
+/// between the two leaves a claim that expires after `claimSeconds`, and a retry then runs again
+/// (services keep their writes idempotent where it matters: delivering twice counts once).
 public struct IdempotencyMiddleware: RouterMiddleware {
     public typealias Context = SessiondRequestContext
     let store: IdempotencyStore
     let clock: WallClock
     let lifetime: Int64
+    let claimFor: Int64
     let problems: ProblemMiddleware
-    private let inFlight = InFlightKeys()
 
-    public init(store: IdempotencyStore, clock: WallClock, routes: RouteRegistry, lifetimeSeconds: Int64 = 86_400) {
+    public init(store: IdempotencyStore, clock: WallClock, routes: RouteRegistry, lifetimeSeconds: Int64 = 86_400, claimSeconds: Int64 = 60) {
         self.store = store
         self.clock = clock
         self.lifetime = lifetimeSeconds * 1000
+        self.claimFor = claimSeconds * 1000
         self.problems = ProblemMiddleware(routes: routes)
     }
 
@@ -132,14 +177,14 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         var request = request
         let body = try await request.collectBody(upTo: context.maxUploadSize)
         let hash = Self.fingerprint(method: request.method.rawValue, path: request.uri.description, body: body)
-        let scope = context.caller.id ?? "anonymous"
+        let scope = context.caller.idempotencyScope
 
-        // Claim first, then look up once: whoever held the key before has stored its answer.
-        guard inFlight.claim(scope + "\u{0}" + key) else {
-            throw Problem.conflict("idempotency-key-in-flight", "A request with this Idempotency-Key is still being processed; retry shortly.")
-        }
-        defer { inFlight.release(scope + "\u{0}" + key) }
         if let answer = try await replay(scope: scope, key: key, hash: hash) { return answer }
+        guard try await store.claim(scope: scope, key: key, requestHash: hash, now: clock.now(), lifetime: lifetime, claimFor: claimFor) else {
+            // Someone claimed it between the look and the claim: answer as they would be answered.
+            if let answer = try await replay(scope: scope, key: key, hash: hash) { return answer }
+            throw Self.inFlight
+        }
 
         var response: Response
         do {
@@ -147,7 +192,12 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         } catch {
             response = problems.render(error, request: request, context: context)
         }
-        guard response.status.code < 500 else { return response }
+        guard response.status.code < 500 else {
+            do { try await store.release(scope: scope, key: key, requestHash: hash) } catch {
+                context.logger.warning("could not release an idempotency claim", metadata: ["error": "\(error)"])
+            }
+            return response
+        }
         let collector = BodyCollector()
         try await response.body.write(collector)
         let bytes = collector.buffer
@@ -161,12 +211,15 @@ public struct IdempotencyMiddleware: RouterMiddleware {
                     expiresAt: Timestamp(milliseconds: now.milliseconds + lifetime)))
         } catch {
             // The request itself has committed: its answer is true and is what the client gets. A
-            // retry with this key will run again (the same window as a crash at this point).
+            // retry with this key will run again once the claim expires (as after a crash here).
             context.logger.warning("could not store the idempotent answer", metadata: ["error": "\(error)"])
         }
         response.body = .init(byteBuffer: bytes)
         return response
     }
+
+    static let inFlight = Problem.conflict(
+        "idempotency-key-in-flight", "A request with this Idempotency-Key is still being processed; retry shortly.")
 
     private func replay(scope: String, key: String, hash: String) async throws -> Response? {
         guard let record = try await store.find(scope: scope, key: key, now: clock.now()) else { return nil }
@@ -174,6 +227,11 @@ public struct IdempotencyMiddleware: RouterMiddleware {
             throw Problem(
                 status: .unprocessableContent, slug: "idempotency-key-reused", title: "Idempotency-Key reused",
                 detail: "This Idempotency-Key was used for a different request; use a new key.", field: "Idempotency-Key")
+        }
+        if record.isClaim {
+            // A live claim is a request still running; an abandoned one is taken over by `claim`.
+            if let until = record.claimedUntil, until > clock.now() { throw Self.inFlight }
+            return nil
         }
         var headers: HTTPFields = [.idempotentReplayed: "true"]
         if let contentType = record.contentType { headers[.contentType] = contentType }
@@ -199,12 +257,6 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         hasher.update(data: Array(body.readableBytesView))
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
-}
-
-final class InFlightKeys: Sendable {
-    private let keys = Mutex<Set<String>>([])
-    func claim(_ key: String) -> Bool { keys.withLock { $0.insert(key).inserted } }
-    func release(_ key: String) { _ = keys.withLock { $0.remove(key) } }
 }
 
 /// Collects a response body so that it can be stored and sent again.

@@ -1,33 +1,58 @@
 import Hummingbird
 import Logging
 
-/// Who is calling. The access module will fill this from API keys and login cookies; until then
-/// every caller is `anonymous`, and services already take it so that rules can grow into it.
+/// Who is calling: a principal with a role and the scopes it is limited to. The kernel knows no
+/// roles; the access module fills this from API keys and login cookies, and each domain module
+/// decides what a role may do with its own aggregates.
 public struct Caller: Sendable, Equatable {
-    public enum Role: String, Sendable { case anonymous, admin, owner, viewer, deliverer }
-    public var role: Role
-    public var id: String?
-    public var userID: String?
-    public var delivererID: String?
-
-    public init(role: Role, id: String? = nil, userID: String? = nil, delivererID: String? = nil) {
-        self.role = role
-        self.id = id
-        self.userID = userID
-        self.delivererID = delivererID
+    /// How the caller proved who it is.
+    public enum Kind: String, Sendable {
+        case anonymous
+        case apiKey = "api_key"
+        case loginSession = "login_session"
     }
 
-    public static let anonymous = Caller(role: .anonymous)
+    public var kind: Kind
+    /// The principal, as the audit trail's `actor_id` names it (a user id, a deliverer id, `admin`).
+    public var id: String?
+    /// The credential that authenticated this request (an API key id or a login session id).
+    public var credentialID: String?
+    /// The access module's role name (`admin`, `owner`, `viewer`, `deliverer`, `channel`).
+    public var role: String
+    /// What the principal is limited to, by name (`user_id`, `deliverer_id`).
+    public var scopes: [String: String]
+
+    public init(kind: Kind, id: String?, credentialID: String? = nil, role: String, scopes: [String: String] = [:]) {
+        self.kind = kind
+        self.id = id
+        self.credentialID = credentialID
+        self.role = role
+        self.scopes = scopes
+    }
+
+    public static let anonymous = Caller(kind: .anonymous, id: nil, role: "anonymous")
+    /// The operator on the command line or a background job acting for the system.
+    public static let system = Caller(kind: .anonymous, id: "system", role: "admin")
+
+    public var isAdmin: Bool { role == "admin" }
+    public var userID: String? { scopes["user_id"] }
+    public func scope(_ name: String) -> String? { scopes[name] }
+
+    /// What idempotency keys are scoped to: the same principal through any of its credentials.
+    public var idempotencyScope: String { "\(role):\(id ?? "anonymous")" }
 }
 
 public struct SessiondRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestID: String = ""
     public var caller: Caller = .anonymous
-    /// JSON bodies over this size are refused with 413 (routes taking photos raise it).
+    /// Request bodies over this size are refused with 413 (a route's policy may raise it).
     public var maxUploadSize: Int = 1 << 20
+    /// The peer's IP address (nil in the in-process test framework).
+    public var clientAddress: String?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
+        self.clientAddress = source.channel.remoteAddress?.ipAddress
     }
 }

@@ -22,7 +22,15 @@ public struct QueryParameter: Sendable {
     }
 }
 
-/// What a route is, for the OpenAPI document and for telling 405 from 404.
+/// Who may call a route, declared where the route is registered and enforced by one middleware.
+public enum RouteAccess: Sendable, Equatable {
+    /// No credential needed (`/health`, `/ready`, `/openapi.json`, login links).
+    case `public`
+    /// An API key or a login session is required.
+    case key
+}
+
+/// What a route is, for the OpenAPI document, for telling 405 from 404, and for its policy.
 public struct RouteDescription: Sendable {
     public var method: HTTPRequest.Method
     /// Path in OpenAPI form: `/api/sessions/{id}`.
@@ -34,11 +42,17 @@ public struct RouteDescription: Sendable {
     public var successStatus: Int
     public var errorStatuses: [Int]
     public var queryParameters: [QueryParameter]
+    public var access: RouteAccess
+    /// The largest request body this route takes; nil means the server's default.
+    public var maxBodyBytes: Int?
+    /// The request body's media type, for the OpenAPI document.
+    public var requestMediaType: String
 
     public init(
         _ method: HTTPRequest.Method, _ path: String, summary: String, tag: String,
         request: String? = nil, response: String? = nil, status: Int = 200, errors: [Int] = [],
-        query: [QueryParameter] = []
+        query: [QueryParameter] = [], access: RouteAccess? = nil, maxBodyBytes: Int? = nil,
+        requestMediaType: String = "application/json"
     ) {
         self.method = method
         self.path = path
@@ -49,6 +63,10 @@ public struct RouteDescription: Sendable {
         self.successStatus = status
         self.errorStatuses = errors
         self.queryParameters = query
+        // Everything under /api/ needs a key unless a route says otherwise.
+        self.access = access ?? (path.hasPrefix("/api/") ? .key : .public)
+        self.maxBodyBytes = maxBodyBytes
+        self.requestMediaType = requestMediaType
     }
 
     /// The Hummingbird form of the path: `/api/sessions/:id`.
@@ -58,17 +76,22 @@ public struct RouteDescription: Sendable {
         }.joined(separator: "/"))
     }
 
-    /// 1 for each constant segment, 0 for each parameter, in order.
-    var specificity: [Int] {
-        path.split(separator: "/").map { $0.hasPrefix("{") ? 0 : 1 }
+    /// The path's segments; nil where the segment is a parameter.
+    var segments: [String?] {
+        path.split(separator: "/").map { $0.hasPrefix("{") ? nil : String($0) }
     }
 
+    /// 1 for each constant segment, 0 for each parameter, in order.
+    var specificity: [Int] { segments.map { $0 == nil ? 0 : 1 } }
+
     func matches(path requestPath: Substring) -> Bool {
-        let pattern = path.split(separator: "/")
-        let actual = requestPath.split(separator: "/")
+        Self.matches(segments, requestPath.split(separator: "/"))
+    }
+
+    static func matches(_ pattern: [String?], _ actual: [Substring]) -> Bool {
         guard pattern.count == actual.count else { return false }
-        for (expected, given) in zip(pattern, actual) where !(expected.hasPrefix("{") || expected == given) {
-            return false
+        for (expected, given) in zip(pattern, actual) {
+            if let expected, expected != given { return false }
         }
         return true
     }
@@ -78,6 +101,12 @@ public struct RouteDescription: Sendable {
 /// registers the handler with the router and records its description.
 public final class RouteRegistry: Sendable {
     private let routes = Mutex<[RouteDescription]>([])
+    private struct Compiled: Sendable {
+        var route: RouteDescription
+        var segments: [String?]
+        var specificity: [Int]
+    }
+    private let compiled = Mutex<[Compiled]>([])
 
     public init() {}
 
@@ -89,7 +118,28 @@ public final class RouteRegistry: Sendable {
         handler: @escaping @Sendable (Request, SessiondRequestContext) async throws -> Response
     ) {
         routes.withLock { $0.append(description) }
+        compiled.withLock { $0.append(Compiled(route: description, segments: description.segments, specificity: description.specificity)) }
         router.on(description.routerPath, method: description.method, use: handler)
+    }
+
+    /// The route that serves `method` on `path`, or (for a 405) the most specific route on that path.
+    /// Like the router, a constant segment beats a parameter.
+    /// Runs on every request, so the patterns are split once, when routes are added.
+    public func route(method: HTTPRequest.Method, path: Substring) -> RouteDescription? {
+        let actual = path.split(separator: "/")
+        var best: (route: RouteDescription, specificity: [Int])?
+        for compiled in compiled.withLock({ $0 }) where RouteDescription.matches(compiled.segments, actual) {
+            if let current = best {
+                if current.specificity.lexicographicallyPrecedes(compiled.specificity)
+                    || (current.specificity == compiled.specificity && current.route.method != method && compiled.route.method == method)
+                {
+                    best = (compiled.route, compiled.specificity)
+                }
+            } else {
+                best = (compiled.route, compiled.specificity)
+            }
+        }
+        return best?.route
     }
 
     /// The methods served on `path`, when some route matches it (a 405 rather than a 404). Like

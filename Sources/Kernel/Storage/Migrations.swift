@@ -20,8 +20,10 @@ public struct Migration: Sendable {
     }
 }
 
-/// Applies migrations in version order, each in its own transaction, recording each in
-/// `schema_migrations`. On PostgreSQL an advisory lock keeps two starting servers from racing.
+/// Applies migrations in version order, recording each in `schema_migrations`. SQLite: each
+/// migration in its own transaction. PostgreSQL: all pending migrations in one transaction (DDL is
+/// transactional there, so a failure leaves the schema as it was), under an advisory lock that
+/// keeps two starting servers from racing.
 public struct Migrator: Sendable {
     public let migrations: [Migration]
     let logger: Logger
@@ -88,10 +90,17 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// The highest applied version, or nil when the table does not exist yet.
-    public func appliedVersion(_ storage: Storage) async throws -> Int? {
-        let rows = try await storage.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        return try rows.first.map { Int(try $0.int(0)) }
+    /// The versions recorded as applied.
+    public func appliedVersions(_ storage: Storage) async throws -> Set<Int> {
+        Set(try await storage.query("SELECT version FROM schema_migrations").map { Int(try $0.int(0)) })
+    }
+
+    /// The versions this server knows that the database has not applied. Compared as sets: versions
+    /// are allotted in ranges per module, so a missing kernel migration would hide below a higher
+    /// module's version if only the highest were compared.
+    public func missingVersions(_ storage: Storage) async throws -> [Int] {
+        let applied = try await appliedVersions(storage)
+        return migrations.map(\.version).filter { !applied.contains($0) }
     }
 }
 

@@ -1,0 +1,482 @@
+import Foundation
+import Kernel
+import Logging
+import Synchronization
+
+/// Settings of the access module, parsed once at start by the composition root.
+public struct AccessConfiguration: Sendable {
+    /// `ADMIN_API_KEY` (32+ characters); when nil, a key is generated on first start and printed once.
+    public var adminKey: String?
+    /// Where people reach this server (`PUBLIC_BASE_URL`): login links point there, and an https
+    /// URL makes the login cookie `Secure`. Nil: `http://HOST:PORT` of the request.
+    public var publicBaseURL: String?
+    public var loginLinkLifetimeSeconds: Int64 = 600
+    /// Absolute lifetime of a login session (`LOGIN_SESSION_TTL`).
+    public var loginSessionLifetimeSeconds: Int64 = 86_400
+    /// A login session unused this long ends (`LOGIN_IDLE_TIMEOUT`).
+    public var loginIdleTimeoutSeconds: Int64 = 7_200
+    /// Per key: sustained requests per second and burst (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`; 0 turns it off).
+    public var rateLimitPerSecond: Double = 100
+    public var rateLimitBurst: Int = 200
+    /// Failed authentications per client address: sustained per second and burst.
+    public var authFailuresPerSecond: Double = 5
+    public var authFailureBurst: Int = 300
+    /// How long a worker holds a submission before another may take it over (`SUBMISSION_LEASE_SECONDS`).
+    public var submissionLeaseSeconds: Int64 = 60
+
+    public init() {}
+
+    public static let cookieName = "sessiond_session"
+
+    var cookieIsSecure: Bool { publicBaseURL?.lowercased().hasPrefix("https://") ?? false }
+}
+
+/// What a request presented to prove who it is.
+public enum Credential: Sendable, Equatable {
+    case none
+    case key(String)
+    case cookie(String)
+    /// An `Authorization` header that is not `Bearer <token>`.
+    case malformedHeader
+}
+
+/// API keys, the admin key, login links and sessions, and the auth audit: the rules of access.
+public final class AccessService: Sendable {
+    let store: AccessStore
+    let clock: WallClock
+    let ids: IDGenerator
+    let logger: Logger
+    public let configuration: AccessConfiguration
+    private let adminHash = Mutex<String?>(nil)
+    /// `last_used_at` per key id, kept here and written in batches by `AccessHousekeeping`.
+    private let lastUsed = Mutex<[String: Int64]>([:])
+    public let keyLimiter: RateLimiter
+    public let failureLimiter: RateLimiter
+
+    public init(storage: Storage, clock: WallClock, ids: IDGenerator, configuration: AccessConfiguration, logger: Logger) {
+        self.store = AccessStore(storage: storage)
+        self.clock = clock
+        self.ids = ids
+        self.logger = logger
+        self.configuration = configuration
+        self.keyLimiter = RateLimiter(perSecond: configuration.rateLimitPerSecond, burst: configuration.rateLimitBurst)
+        self.failureLimiter = RateLimiter(perSecond: configuration.authFailuresPerSecond, burst: configuration.authFailureBurst)
+    }
+
+    public static var migrations: [Migration] { AccessSQL.migrations }
+
+    // MARK: the admin key
+
+    static let adminHashSetting = "admin_key_hash"
+
+    /// Loads the admin key's hash: `ADMIN_API_KEY` when set (its hash replaces any stored one), else
+    /// the stored hash, else a new key whose hash is stored and which is returned to be shown once.
+    public func bootstrapAdminKey() async throws -> String? {
+        let now = clock.now()
+        if let key = configuration.adminKey {
+            let hash = KeyFormat.hash(key)
+            if try await store.setting(Self.adminHashSetting) != hash { try await store.setSetting(Self.adminHashSetting, hash, now: now) }
+            adminHash.withLock { $0 = hash }
+            return nil
+        }
+        if let stored = try await store.setting(Self.adminHashSetting) {
+            adminHash.withLock { $0 = stored }
+            return nil
+        }
+        let key = KeyFormat.makeKey()
+        if try await store.setSettingIfAbsent(Self.adminHashSetting, KeyFormat.hash(key), now: now) {
+            adminHash.withLock { $0 = KeyFormat.hash(key) }
+            return key
+        }
+        // Another server made it first; its operator saw that key.
+        adminHash.withLock { $0 = nil }
+        let stored = try await store.setting(Self.adminHashSetting)
+        adminHash.withLock { $0 = stored }
+        return nil
+    }
+
+    /// Admin-key hash currently in force (tests and the CLI).
+    var currentAdminHash: String? { adminHash.withLock { $0 } }
+
+    // MARK: authentication
+
+    /// Who presented `credential`, or the 401 problem saying why not. Every lookup reads the
+    /// database, so a key or session revoked by any server or by `sessiond keys revoke` is refused
+    /// at once everywhere.
+    public func authenticate(_ credential: Credential, now: Timestamp) async throws -> Caller {
+        switch credential {
+        case .none: throw AccessError.missingKey
+        case .malformedHeader: throw AccessError.malformedKey
+        case .key(let token): return try await authenticateKey(token, now: now)
+        case .cookie(let token): return try await authenticateCookie(token, now: now).caller
+        }
+    }
+
+    func authenticateKey(_ token: String, now: Timestamp) async throws -> Caller {
+        guard KeyFormat.shape(of: token) == .plausible else { throw AccessError.malformedKey }
+        let hash = KeyFormat.hash(token)
+        if let admin = adminHash.withLock({ $0 }), KeyFormat.constantTimeEqual(hash, admin) {
+            return Caller(kind: .apiKey, id: "admin", credentialID: "admin", role: AccessRole.admin.rawValue)
+        }
+        guard let key = try await store.key(hash: hash), KeyFormat.constantTimeEqual(key.hash, hash) else { throw AccessError.invalidKey }
+        if key.revoked { throw AccessError.revokedKey }
+        if let expires = key.expiresAt, expires <= now { throw AccessError.expiredKey }
+        lastUsed.withLock { $0[key.id] = now.milliseconds }
+        return key.caller
+    }
+
+    public func authenticateCookie(_ token: String, now: Timestamp) async throws -> LoginSession {
+        guard KeyFormat.isTokenShaped(token) else { throw AccessError.malformedSession }
+        let hash = KeyFormat.hash(token)
+        guard let session = try await store.loginSession(hash: hash), KeyFormat.constantTimeEqual(session.tokenHash, hash) else {
+            throw AccessError.invalidSession
+        }
+        if session.revoked { throw AccessError.revokedSession }
+        if session.expiresAt <= now { throw AccessError.expiredSession }
+        let idle = configuration.loginIdleTimeoutSeconds * 1000
+        if now.milliseconds - session.lastSeenAt.milliseconds > idle { throw AccessError.expiredSession }
+        // last_seen_at is written at most every minute (or every quarter of the idle timeout).
+        if now.milliseconds - session.lastSeenAt.milliseconds >= min(60_000, idle / 4) {
+            try await store.touchLoginSession(id: session.id, at: now)
+        }
+        return session
+    }
+
+    /// When a request authenticated by the key was last seen, by this server (not yet written).
+    func pendingLastUsed(_ keyID: String) -> Int64? { lastUsed.withLock { $0[keyID] } }
+
+    /// Writes the `last_used_at` times gathered since the last call.
+    public func flushLastUsed() async throws {
+        let batch = lastUsed.withLock { times -> [String: Int64] in
+            let batch = times
+            times.removeAll()
+            return batch
+        }
+        do {
+            try await store.recordLastUsed(batch)
+        } catch {
+            // Keep them for the next flush (newer times win).
+            lastUsed.withLock { times in for (id, time) in batch where (times[id] ?? 0) < time { times[id] = time } }
+            throw error
+        }
+    }
+
+    // MARK: API keys
+
+    public struct NewKey: Sendable {
+        public var name: String
+        public var role: String
+        public var userID: String?
+        public var delivererID: String?
+        public var expiresAt: String?
+
+        public init(name: String, role: String, userID: String? = nil, delivererID: String? = nil, expiresAt: String? = nil) {
+            self.name = name
+            self.role = role
+            self.userID = userID
+            self.delivererID = delivererID
+            self.expiresAt = expiresAt
+        }
+    }
+
+    /// A new key and its secret, which is shown this once.
+    public func createKey(_ request: NewKey, caller: Caller, ip: String? = nil) async throws -> (key: APIKey, secret: String) {
+        try requireAdmin(caller, "Only an admin creates API keys.")
+        let now = clock.now()
+        let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !name.isEmpty, name.count <= 200 else { throw AccessError.invalid(field: "name", detail: "name must be 1 to 200 characters.") }
+        guard let role = AccessRole(rawValue: request.role) else {
+            throw AccessError.invalid(field: "role", detail: "role must be one of \(AccessRole.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        let userID = try Self.identifier(request.userID, field: "user_id")
+        let delivererID = try Self.identifier(request.delivererID, field: "deliverer_id")
+        if role.needsUserID && userID == nil { throw AccessError.invalid(field: "user_id", detail: "A \(role.rawValue) key needs user_id.") }
+        if role.needsDelivererID && delivererID == nil { throw AccessError.invalid(field: "deliverer_id", detail: "A deliverer key needs deliverer_id.") }
+        var expiresAt: Timestamp?
+        if let text = request.expiresAt {
+            guard let parsed = Timestamp(rfc3339: text) else { throw AccessError.invalid(field: "expires_at", detail: "expires_at must be an RFC 3339 time.") }
+            guard parsed > now else { throw AccessError.invalid(field: "expires_at", detail: "expires_at must be in the future.") }
+            expiresAt = parsed
+        }
+        let secret = KeyFormat.makeKey()
+        let key = APIKey(
+            id: ids.make(), name: name, role: role, userID: role.needsUserID || role == .admin ? userID : nil,
+            delivererID: role.needsDelivererID ? delivererID : nil, prefix: String(secret.prefix(KeyFormat.displayedLength)),
+            hash: KeyFormat.hash(secret), createdAt: now, expiresAt: expiresAt, revokedAt: nil, lastUsedAt: nil, replacedBy: nil)
+        try await store.write([
+            AccessSQL.insertKey(key, createdBy: caller.id),
+            audit(AuditAction.keyCreated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(key.id), "role": .string(role.rawValue), "name": .string(name)], at: now, ip: ip),
+        ])
+        return (key, secret)
+    }
+
+    public func keys(after cursor: String?, limit: Int, caller: Caller) async throws -> (items: [APIKey], next: String?) {
+        try requireAdmin(caller, "Only an admin lists API keys.")
+        let rows = try await store.keys(after: cursor, limit: limit + 1)
+        var items = Array(rows.prefix(limit))
+        for index in items.indices {
+            if let pending = pendingLastUsed(items[index].id), pending > (items[index].lastUsedAt?.milliseconds ?? 0) {
+                items[index].lastUsedAt = Timestamp(milliseconds: pending)
+            }
+        }
+        return (items, rows.count > limit ? items.last?.id : nil)
+    }
+
+    public func key(_ id: String, caller: Caller) async throws -> APIKey {
+        try requireAdmin(caller, "Only an admin reads API keys.")
+        guard let key = try await store.key(id: id) else { throw AccessError.notFound("API key \(id) does not exist.") }
+        return key
+    }
+
+    public func revokeKey(_ id: String, caller: Caller, ip: String? = nil) async throws -> APIKey {
+        var key = try await key(id, caller: caller)
+        guard !key.revoked else { return key }
+        let now = clock.now()
+        do {
+            try await store.write([
+                AccessStore.revokeKey(id, at: now),
+                audit(AuditAction.keyRevoked, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id)], at: now, ip: ip),
+            ])
+        } catch StorageError.conflict {
+            return try await self.key(id, caller: caller)  // revoked meanwhile
+        }
+        key.revokedAt = now
+        return key
+    }
+
+    /// A new key with the old one's name, role and scope; the old one is revoked in the same transaction.
+    public func rotateKey(_ id: String, caller: Caller, ip: String? = nil) async throws -> (key: APIKey, secret: String) {
+        let old = try await key(id, caller: caller)
+        guard !old.revoked else { throw Problem.conflict("key-revoked", "Key \(id) is revoked; create a new key instead.", title: "Key revoked") }
+        let now = clock.now()
+        let secret = KeyFormat.makeKey()
+        let key = APIKey(
+            id: ids.make(), name: old.name, role: old.role, userID: old.userID, delivererID: old.delivererID,
+            prefix: String(secret.prefix(KeyFormat.displayedLength)), hash: KeyFormat.hash(secret), createdAt: now,
+            expiresAt: old.expiresAt.flatMap { $0 > now ? $0 : nil }, revokedAt: nil, lastUsedAt: nil, replacedBy: nil)
+        do {
+            try await store.write([
+                AccessSQL.insertKey(key, createdBy: caller.id),
+                AccessStore.revokeKey(id, at: now, replacedBy: key.id),
+                audit(AuditAction.keyRotated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id), "new_key_id": .string(key.id)], at: now, ip: ip),
+            ])
+        } catch StorageError.conflict {
+            throw Problem.conflict("key-revoked", "Key \(id) was revoked meanwhile.", title: "Key revoked")
+        }
+        return (key, secret)
+    }
+
+    // MARK: login links and sessions
+
+    /// A one-time link that logs `userID` in (an admin names the user; an owner gets one for itself).
+    public func createLoginLink(userID requested: String?, caller: Caller, baseURL: String, ip: String? = nil) async throws -> (url: String, expiresAt: Timestamp) {
+        let userID: String
+        switch caller.accessRole {
+        case .admin:
+            guard let requested = try Self.identifier(requested, field: "user_id") else {
+                throw AccessError.invalid(field: "user_id", detail: "An admin names the user_id the link logs in.")
+            }
+            userID = requested
+        case .owner:
+            guard let own = caller.userID else { throw AccessError.forbidden("This key has no user.") }
+            if let requested, requested != own { throw AccessError.forbidden("An owner makes login links for itself only.") }
+            userID = own
+        default:
+            throw AccessError.forbidden("Only an admin, or an owner for itself, makes login links.")
+        }
+        let now = clock.now()
+        let token = KeyFormat.makeToken()
+        let expiresAt = Timestamp(milliseconds: now.milliseconds + configuration.loginLinkLifetimeSeconds * 1000)
+        try await store.write([
+            AccessStore.insertLoginLink(hash: KeyFormat.hash(token), userID: userID, role: .owner, now: now, expiresAt: expiresAt, createdBy: caller.id),
+            audit(AuditAction.loginLinkCreated, .success, userID: userID, caller: caller, details: [:], at: now, ip: ip),
+        ])
+        let base = configuration.publicBaseURL ?? baseURL
+        return ((base.hasSuffix("/") ? String(base.dropLast()) : base) + "/auth/login?token=" + token, expiresAt)
+    }
+
+    /// Uses a login link once: a new login session and its cookie token. A used, expired or unknown
+    /// token logs nobody in (and is audited as a failed login).
+    public func useLoginLink(_ token: String, ip: String?, userAgent: String?) async throws -> (session: LoginSession, token: String) {
+        let now = clock.now()
+        let hash = KeyFormat.hash(token)
+        let link = KeyFormat.isTokenShaped(token) ? try await store.loginLink(hash: hash) : nil
+        guard let link, link.usedAt == nil, link.expiresAt > now else {
+            let reason = link == nil ? "unknown" : (link?.usedAt != nil ? "used" : "expired")
+            try await store.write([
+                audit(AuditAction.login, .failure, userID: link?.userID, caller: nil, details: ["method": "link", "reason": .string(reason)], at: now, ip: ip)
+            ])
+            throw Problem(status: .unauthorized, slug: "invalid-login-link", title: "Login link not valid", detail: "This login link is \(reason == "unknown" ? "not known" : reason); ask for a new one.")
+        }
+        do {
+            return try await startLoginSession(
+                userID: link.userID, role: link.role, method: "link", ip: ip, userAgent: userAgent, now: now,
+                alongside: [AccessStore.useLoginLink(hash: hash, now: now)])
+        } catch StorageError.conflict {
+            throw Problem(status: .unauthorized, slug: "invalid-login-link", title: "Login link not valid", detail: "This login link was used already; ask for a new one.")
+        }
+    }
+
+    /// A login session for whoever `caller` is (the web's API-key login form): owner and viewer keys only.
+    public func startLoginSession(for caller: Caller, ip: String?, userAgent: String?) async throws -> (session: LoginSession, token: String) {
+        guard let role = caller.accessRole, role == .owner || role == .viewer, let userID = caller.userID else {
+            throw AccessError.forbidden("Only an owner or viewer key logs in to the dashboard.")
+        }
+        return try await startLoginSession(userID: userID, role: role, method: "api_key", ip: ip, userAgent: userAgent, now: clock.now(), alongside: [])
+    }
+
+    func startLoginSession(
+        userID: String, role: AccessRole, method: String, ip: String?, userAgent: String?, now: Timestamp, alongside: [SQLStatement]
+    ) async throws -> (session: LoginSession, token: String) {
+        let token = KeyFormat.makeToken()
+        let session = LoginSession(
+            id: ids.make(), tokenHash: KeyFormat.hash(token), userID: userID, delivererID: nil, role: role, ip: ip.map { String($0.prefix(64)) },
+            userAgent: userAgent.map { String($0.prefix(400)) }, createdAt: now,
+            expiresAt: Timestamp(milliseconds: now.milliseconds + configuration.loginSessionLifetimeSeconds * 1000), lastSeenAt: now,
+            revoked: false)
+        try await store.write(
+            alongside + [
+                AccessStore.insertLoginSession(session),
+                audit(AuditAction.login, .success, userID: userID, caller: nil, details: ["method": .string(method), "session_id": .string(session.id)], at: now, ip: ip),
+            ])
+        return (session, token)
+    }
+
+    public func loginSessions(caller: Caller, userID filter: String?, after cursor: String?, limit: Int) async throws -> (items: [LoginSession], next: String?) {
+        let rows: [LoginSession]
+        if caller.isAdmin {
+            rows = try await store.loginSessions(userID: filter, delivererID: nil, after: cursor, limit: limit + 1)
+        } else if let userID = caller.userID {
+            rows = try await store.loginSessions(userID: userID, delivererID: nil, after: cursor, limit: limit + 1)
+        } else if let delivererID = caller.scope("deliverer_id") {
+            rows = try await store.loginSessions(userID: nil, delivererID: delivererID, after: cursor, limit: limit + 1)
+        } else {
+            rows = []
+        }
+        let items = Array(rows.prefix(limit))
+        return (items, rows.count > limit ? items.last?.id : nil)
+    }
+
+    /// Ends one login session of the caller's (an admin's: anyone's). Someone else's is a 404.
+    public func revokeLoginSession(_ id: String, caller: Caller, ip: String? = nil) async throws -> LoginSession {
+        guard var session = try await store.loginSession(id: id), caller.isAdmin || owns(session, caller) else {
+            throw AccessError.notFound("Login session \(id) does not exist.")
+        }
+        guard !session.revoked else { return session }
+        let now = clock.now()
+        try await store.write([
+            AccessStore.revokeLoginSession(id: id, at: now),
+            audit(AuditAction.sessionRevoked, .success, userID: session.userID, caller: caller, details: ["session_id": .string(id)], at: now, ip: ip),
+        ])
+        session.revoked = true
+        return session
+    }
+
+    /// Ends every login session of the caller's user but the one this request came with.
+    public func revokeOtherLoginSessions(caller: Caller, ip: String? = nil) async throws -> Int {
+        guard caller.userID != nil || caller.scope("deliverer_id") != nil else {
+            throw AccessError.forbidden("This principal has no login sessions of its own.")
+        }
+        let current = caller.kind == .loginSession ? caller.credentialID : nil
+        var revoked = 0
+        var cursor: String?
+        let now = clock.now()
+        repeat {
+            let page = try await loginSessions(caller: caller, userID: nil, after: cursor, limit: 200)
+            let targets = page.items.filter { !$0.revoked && $0.id != current }
+            if !targets.isEmpty {
+                try await store.write(
+                    targets.map { AccessStore.revokeLoginSession(id: $0.id, at: now) } + targets.map {
+                        audit(AuditAction.sessionRevoked, .success, userID: $0.userID, caller: caller, details: ["session_id": .string($0.id), "reason": "revoke-others"], at: now, ip: ip)
+                    })
+            }
+            revoked += targets.count
+            cursor = page.next
+        } while cursor != nil
+        return revoked
+    }
+
+    /// Ends the login session the request came with.
+    public func logout(caller: Caller, ip: String? = nil) async throws {
+        guard caller.kind == .loginSession, let id = caller.credentialID else { throw AccessError.notLoginSession }
+        let now = clock.now()
+        try await store.write([
+            AccessStore.revokeLoginSession(id: id, at: now),
+            audit(AuditAction.logout, .success, userID: caller.userID, caller: caller, details: ["session_id": .string(id)], at: now, ip: ip),
+        ])
+    }
+
+    func owns(_ session: LoginSession, _ caller: Caller) -> Bool {
+        if let userID = caller.userID { return session.userID == userID }
+        if let delivererID = caller.scope("deliverer_id") { return session.delivererID == delivererID }
+        return false
+    }
+
+    // MARK: the auth audit
+
+    public struct AuditQuery: Sendable {
+        public var userID: String?
+        public var action: String?
+        public var status: String?
+        public var since: String?
+        public var until: String?
+        public init(userID: String? = nil, action: String? = nil, status: String? = nil, since: String? = nil, until: String? = nil) {
+            self.userID = userID
+            self.action = action
+            self.status = status
+            self.since = since
+            self.until = until
+        }
+    }
+
+    public func audits(_ query: AuditQuery, after cursor: String?, limit: Int, caller: Caller) async throws -> (items: [AuthAudit], next: String?) {
+        try requireAdmin(caller, "Only an admin reads the auth audit.")
+        var filter = AccessStore.AuditFilter(userID: query.userID, action: query.action)
+        if let text = query.status {
+            guard let status = AuthAudit.Status(rawValue: text) else { throw AccessError.invalid(field: "status", detail: "status must be success or failure.") }
+            filter.status = status
+        }
+        for (field, text) in [("since", query.since), ("until", query.until)] {
+            guard let text else { continue }
+            guard let time = Timestamp(rfc3339: text) else { throw AccessError.invalid(field: field, detail: "\(field) must be an RFC 3339 time.") }
+            if field == "since" { filter.since = time } else { filter.until = time }
+        }
+        let rows = try await store.audits(filter, after: cursor, limit: limit + 1)
+        let items = Array(rows.prefix(limit))
+        return (items, rows.count > limit ? items.last?.id : nil)
+    }
+
+    /// Records an auth event on its own (failures, denials); changes record theirs in their own transaction.
+    public func record(_ action: String, _ status: AuthAudit.Status, userID: String?, caller: Caller?, details: [String: JSONValue], ip: String?) async {
+        do {
+            try await store.write([audit(action, status, userID: userID, caller: caller, details: details, at: clock.now(), ip: ip)])
+        } catch {
+            logger.warning("could not record an auth audit", metadata: ["action": .string(action), "error": "\(error)"])
+        }
+    }
+
+    func audit(_ action: String, _ status: AuthAudit.Status, userID: String?, caller: Caller?, details: [String: JSONValue], at now: Timestamp, ip: String?) -> SQLStatement {
+        var details = details
+        if let caller, let id = caller.id {
+            details["actor_id"] = .string(id)
+            details["actor_role"] = .string(caller.role)
+            if let credential = caller.credentialID { details["credential_id"] = .string(credential) }
+        }
+        let entry = AuthAudit(id: ids.make(), timestamp: now, userID: userID ?? caller?.userID, action: action, status: status, details: JSONValue.object(details).canonicalText())
+        return AccessSQL.insertAudit(entry, ip: ip)
+    }
+
+    // MARK: helpers
+
+    func requireAdmin(_ caller: Caller, _ detail: String) throws {
+        guard caller.isAdmin else { throw AccessError.forbidden(detail) }
+    }
+
+    /// A trimmed identifier of 1 to 128 characters, or nil when absent.
+    static func identifier(_ value: String?, field: String) throws -> String? {
+        guard let value else { return nil }
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.count <= 128 else { throw AccessError.invalid(field: field, detail: "\(field) must be 1 to 128 characters.") }
+        return trimmed
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Kernel
+
+/// The access contract's HTTP surface: decode, call the service, encode.
+public struct AccessRoutes: Sendable {
+    let access: AccessService
+    let submissions: SubmissionService
+
+    public init(access: AccessService, submissions: SubmissionService) {
+        self.access = access
+        self.submissions = submissions
+    }
+
+    struct CreateKeyBody: Decodable {
+        var name: String
+        var role: String
+        var userID: String?
+        var delivererID: String?
+        var expiresAt: String?
+        enum CodingKeys: String, CodingKey { case name, role, userID = "user_id", delivererID = "deliverer_id", expiresAt = "expires_at" }
+    }
+
+    struct LoginLinkBody: Decodable {
+        var userID: String?
+        enum CodingKeys: String, CodingKey { case userID = "user_id" }
+    }
+
+    struct SubmissionBody: Decodable {
+        var automationSlug: String
+        var payload: JSONValue
+        enum CodingKeys: String, CodingKey { case automationSlug = "automation_slug", payload }
+    }
+
+    public func register(on router: some RouterMethods<SessiondRequestContext>, routes: RouteRegistry) {
+        let (access, submissions) = (access, submissions)
+        let tag = "access"
+
+        routes.add(.init(.post, "/api/keys", summary: "Create an API key (admin); the secret is in this answer only", tag: tag, request: "CreateKey", response: "CreatedKey", status: 201, errors: [400, 422]), to: router) { request, context in
+            let body = try await request.decodeJSON(as: CreateKeyBody.self, context: context)
+            let (key, secret) = try await access.createKey(
+                .init(name: body.name, role: body.role, userID: body.userID, delivererID: body.delivererID, expiresAt: body.expiresAt),
+                caller: context.caller, ip: context.clientAddress)
+            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)"])
+        }
+        routes.add(.init(.get, "/api/keys", summary: "API keys, newest first, without secrets (admin)", tag: tag, response: "KeyPage", errors: [422], query: [.limit(maximum: 200), .cursor()]), to: router) { request, context in
+            let limit = try request.queryInt("limit", default: 50, range: 1...200)
+            let result = try await access.keys(after: request.queryString("cursor"), limit: limit, caller: context.caller)
+            return try JSONResponse.make(page(result.items.map { $0.json() }, next: result.next))
+        }
+        routes.add(.init(.get, "/api/keys/{key_id}", summary: "One API key, without its secret (admin)", tag: tag, response: "Key", errors: [404]), to: router) { _, context in
+            try JSONResponse.make(try await access.key(try context.parameters.require("key_id"), caller: context.caller).json())
+        }
+        routes.add(.init(.post, "/api/keys/{key_id}/revoke", summary: "Revoke an API key at once, on every server (admin)", tag: tag, response: "Key", errors: [404]), to: router) { _, context in
+            try JSONResponse.make(try await access.revokeKey(try context.parameters.require("key_id"), caller: context.caller, ip: context.clientAddress).json())
+        }
+        routes.add(.init(.post, "/api/keys/{key_id}/rotate", summary: "A new key in place of this one, which is revoked (admin)", tag: tag, response: "CreatedKey", status: 201, errors: [404]), to: router) { _, context in
+            let (key, secret) = try await access.rotateKey(try context.parameters.require("key_id"), caller: context.caller, ip: context.clientAddress)
+            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)"])
+        }
+
+        routes.add(.init(.post, "/api/auth/login-links", summary: "A one-time login link, valid 10 minutes (admin, or an owner for itself)", tag: tag, request: "LoginLinkRequest", response: "LoginLink", status: 201, errors: [400, 422]), to: router) { request, context in
+            var request = request
+            let buffer = try await request.collectBody(upTo: context.maxUploadSize)
+            let body = buffer.readableBytes == 0 ? LoginLinkBody(userID: nil) : try JSONBody.decode(LoginLinkBody.self, from: buffer)
+            let link = try await access.createLoginLink(userID: body.userID, caller: context.caller, baseURL: Self.baseURL(request), ip: context.clientAddress)
+            return try JSONResponse.make(["url": .string(link.url), "expires_at": .string(link.expiresAt.rfc3339)] as JSONValue, status: .created)
+        }
+        routes.add(.init(.get, "/auth/login", summary: "Use a login link: sets the login cookie and redirects to /", tag: tag, status: 303, errors: [401], query: [QueryParameter("token", schema: ["type": "string"])], access: .public), to: router) { request, context in
+            guard let token = request.queryString("token") else {
+                throw Problem(status: .unauthorized, slug: "invalid-login-link", title: "Login link not valid", detail: "The link has no token.")
+            }
+            let (session, secret) = try await access.useLoginLink(token, ip: context.clientAddress, userAgent: request.headers[.userAgent])
+            return Self.loggedIn(session, token: secret, configuration: access.configuration)
+        }
+        routes.add(.init(.get, "/api/auth/whoami", summary: "Who this request is authenticated as", tag: tag, response: "WhoAmI"), to: router) { _, context in
+            try JSONResponse.make(try await Self.whoami(context.caller, access: access))
+        }
+        routes.add(.init(.get, "/api/auth/sessions", summary: "Login sessions of the caller's user (admin: all, or ?user_id=)", tag: tag, response: "LoginSessionPage", errors: [422], query: [QueryParameter("user_id", schema: ["type": "string"]), .limit(maximum: 200), .cursor()]), to: router) { request, context in
+            let limit = try request.queryInt("limit", default: 50, range: 1...200)
+            let result = try await access.loginSessions(caller: context.caller, userID: request.queryString("user_id"), after: request.queryString("cursor"), limit: limit)
+            let current = context.caller.kind == .loginSession ? context.caller.credentialID : nil
+            return try JSONResponse.make(page(result.items.map { $0.json(current: current) }, next: result.next))
+        }
+        routes.add(.init(.post, "/api/auth/sessions/revoke-others", summary: "End every other login session of the caller's user", tag: tag, response: "RevokedCount"), to: router) { _, context in
+            let count = try await access.revokeOtherLoginSessions(caller: context.caller, ip: context.clientAddress)
+            return try JSONResponse.make(["revoked": .int(Int64(count))] as JSONValue)
+        }
+        routes.add(.init(.post, "/api/auth/sessions/{session_id}/revoke", summary: "End one login session", tag: tag, response: "LoginSession", errors: [404]), to: router) { _, context in
+            let session = try await access.revokeLoginSession(try context.parameters.require("session_id"), caller: context.caller, ip: context.clientAddress)
+            let current = context.caller.kind == .loginSession ? context.caller.credentialID : nil
+            return try JSONResponse.make(session.json(current: current))
+        }
+        routes.add(.init(.post, "/api/auth/logout", summary: "End the login session this request came with and clear its cookie", tag: tag, response: "LoggedOut"), to: router) { _, context in
+            try await access.logout(caller: context.caller, ip: context.clientAddress)
+            var response = try JSONResponse.make(["logged_out": true] as JSONValue)
+            response.headers[.setCookie] = Self.clearedCookie(access.configuration)
+            return response
+        }
+
+        routes.add(.init(.get, "/api/audits", summary: "The auth audit, newest first (admin)", tag: tag, response: "AuditLogPage", errors: [422], query: [
+            QueryParameter("user_id", schema: ["type": "string"]), QueryParameter("action", schema: ["type": "string"]),
+            QueryParameter("status", schema: ["type": "string", "enum": ["success", "failure"]]),
+            QueryParameter("since", schema: ["type": "string", "format": "date-time"]), QueryParameter("until", schema: ["type": "string", "format": "date-time"]),
+            .limit(maximum: 500), .cursor(),
+        ]), to: router) { request, context in
+            let limit = try request.queryInt("limit", default: 100, range: 1...500)
+            let query = AccessService.AuditQuery(
+                userID: request.queryString("user_id"), action: request.queryString("action"), status: request.queryString("status"),
+                since: request.queryString("since"), until: request.queryString("until"))
+            let result = try await access.audits(query, after: request.queryString("cursor"), limit: limit, caller: context.caller)
+            return try JSONResponse.make(page(result.items.map(\.json), next: result.next))
+        }
+
+        routes.add(.init(.post, "/api/submissions", summary: "Submit an automation job (package-import, session-report); runs in the background", tag: tag, request: "SubmissionRequest", response: "Submission", status: 202, errors: [400, 404, 422], maxBodyBytes: 16 << 20), to: router) { request, context in
+            let body = try await request.decodeJSON(as: SubmissionBody.self, context: context)
+            let submission = try await submissions.submit(slug: body.automationSlug, payload: body.payload, caller: context.caller, ip: context.clientAddress)
+            return try JSONResponse.make(submission.json(full: false), status: .accepted, headers: [.location: "/api/submissions/\(submission.id)"])
+        }
+        routes.add(.init(.get, "/api/submissions/{id}", summary: "A submission with its payload, result and error", tag: tag, response: "SubmissionDetail", errors: [404]), to: router) { _, context in
+            try JSONResponse.make(try await submissions.submission(try context.parameters.require("id"), caller: context.caller).json(full: true))
+        }
+        routes.add(.init(.get, "/api/submissions", summary: "Submissions, newest first", tag: tag, response: "SubmissionPage", errors: [422], query: [
+            QueryParameter("status", schema: ["type": "string", "enum": .array(SubmissionStatus.allCases.map { .string($0.rawValue) })]),
+            QueryParameter("automation_slug", schema: ["type": "string"]), .limit(maximum: 200), .cursor(),
+        ]), to: router) { request, context in
+            let limit = try request.queryInt("limit", default: 50, range: 1...200)
+            let result = try await submissions.submissions(
+                status: request.queryString("status"), slug: request.queryString("automation_slug"), after: request.queryString("cursor"),
+                limit: limit, caller: context.caller)
+            return try JSONResponse.make(page(result.items.map { $0.json(full: false) }, next: result.next))
+        }
+    }
+
+    static func whoami(_ caller: Caller, access: AccessService) async throws -> JSONValue {
+        var expiresAt: JSONValue = .null
+        if caller.kind == .apiKey, let id = caller.credentialID, id != "admin", let key = try? await access.key(id, caller: .system) {
+            expiresAt = key.expiresAt.map { .string($0.rfc3339) } ?? .null
+        }
+        if caller.kind == .loginSession, let id = caller.credentialID, let session = try await access.store.loginSession(id: id) {
+            expiresAt = .string(session.expiresAt.rfc3339)
+        }
+        return [
+            "kind": .string(caller.kind.rawValue), "role": .string(caller.role), "principal_id": caller.id.map(JSONValue.string) ?? .null,
+            "user_id": caller.userID.map(JSONValue.string) ?? .null, "deliverer_id": caller.scope("deliverer_id").map(JSONValue.string) ?? .null,
+            "key_id": caller.kind == .apiKey ? caller.credentialID.map(JSONValue.string) ?? .null : .null,
+            "session_id": caller.kind == .loginSession ? caller.credentialID.map(JSONValue.string) ?? .null : .null,
+            "expires_at": expiresAt,
+        ]
+    }
+
+    /// The answer that logs a browser in: the cookie, and a 303 to `/`.
+    public static func loggedIn(_ session: LoginSession, token: String, configuration: AccessConfiguration, location: String = "/") -> Response {
+        let maxAge = max(0, (session.expiresAt.milliseconds - session.createdAt.milliseconds) / 1000)
+        var cookie = "\(AccessConfiguration.cookieName)=\(token); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Lax"
+        if configuration.cookieIsSecure { cookie += "; Secure" }
+        return Response(status: .seeOther, headers: [.location: location, .setCookie: cookie, .cacheControl: "no-store"])
+    }
+
+    public static func clearedCookie(_ configuration: AccessConfiguration) -> String {
+        "\(AccessConfiguration.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax" + (configuration.cookieIsSecure ? "; Secure" : "")
+    }
+
+    /// Where the request was addressed, for links when no public URL is configured.
+    static func baseURL(_ request: Request) -> String {
+        "http://" + (request.head.authority ?? "localhost")
+    }
+}
