@@ -112,18 +112,18 @@ struct FoundationTests {
     @Test("when the answer cannot be stored, the client still gets the committed answer")
     func idempotencyStoreFailure() async throws {
         try await withApp { client, location in
-            // Lookups still work; storing an answer fails.
+            // Lookups and the claim (an INSERT) still work; storing the answer (an UPDATE) fails.
             switch location {
             case .sqlite:
                 try await executeRaw(
-                    "CREATE TRIGGER refuse_keys BEFORE INSERT ON idempotency_keys BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+                    "CREATE TRIGGER refuse_keys BEFORE UPDATE ON idempotency_keys BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
                     on: location)
             case .postgres:
                 try await executeRaw(
                     "CREATE FUNCTION refuse_keys() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
                     on: location)
                 try await executeRaw(
-                    "CREATE TRIGGER refuse_keys BEFORE INSERT ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION refuse_keys()",
+                    "CREATE TRIGGER refuse_keys BEFORE UPDATE ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION refuse_keys()",
                     on: location)
             }
             let created = try await client.json(

@@ -29,6 +29,18 @@ struct StorageTests {
             return try rows.map { try $0.int(0) }
         }
         #expect(versions == allMigrations.map { Int64($0.version) }.sorted())
+        await TestDatabase.drop(location)
+    }
+
+    @Test("/ready compares the sets of migrations: a missing kernel migration below another module's is not ready")
+    func readyComparesSets() async throws {
+        try await withApp { client, location in
+            try await client.json(.get, "/ready", headers: TestAuth.none)
+            try await executeRaw("DELETE FROM schema_migrations WHERE version = 3", on: location)
+            let response = try await client.json(.get, "/ready", expect: .serviceUnavailable, headers: TestAuth.none)
+            #expect(response["type"]?.string == Problem.typeBase + "not-ready")
+            #expect(response["detail"]?.string?.contains("3") == true)
+        }
     }
 
     @Test("an idempotency key expires after 24 hours and is purged")

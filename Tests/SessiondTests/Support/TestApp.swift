@@ -7,26 +7,55 @@ import NIOCore
 import SessiondApp
 import Testing
 
+/// The admin key every test server is configured with; `send` uses it unless a request names
+/// its own credential (or asks for none with `TestAuth.none`).
+enum TestAuth {
+    static let adminKey = "test-admin-key-0123456789-abcdefghijklmnop"
+    static let admin: HTTPFields = [.authorization: "Bearer \(adminKey)"]
+    /// Sends the request with no credential at all.
+    static let none: HTTPFields = [noKey: "1"]
+    static let noKey = HTTPField.Name("X-Test-No-Key")!
+
+    static func bearer(_ key: String) -> HTTPFields { [.authorization: "Bearer \(key)"] }
+}
+
 /// Builds the real application (the same composition root as `sessiond serve`) on a fresh database.
 func withApp<T>(
     _ framework: TestingSetup = .router, clock: WallClock = .system,
+    configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
     _ body: @Sendable (any TestClientProtocol, DatabaseLocation) async throws -> T
 ) async throws -> T {
     let location = try await TestDatabase.make()
-    let app = try testApplication(on: location, clock: clock)
-    return try await app.test(framework) { client in try await body(client, location) }
+    let app = try testApplication(on: location, clock: clock, configure: configure)
+    do {
+        let result = try await app.test(framework) { client in try await body(client, location) }
+        await TestDatabase.drop(location)
+        return result
+    } catch {
+        await TestDatabase.drop(location)
+        throw error
+    }
 }
 
-/// The real composition root on a test database, on any free port, logging errors only.
-func testApplication(on location: DatabaseLocation, clock: WallClock = .system) throws -> some ApplicationProtocol {
+/// The real composition root on a test database, on any free port, logging errors only. Rate
+/// limits are off unless a test turns them on.
+func testApplication(
+    on location: DatabaseLocation, clock: WallClock = .system, configure: (inout ServerConfiguration) -> Void = { _ in }
+) throws -> some ApplicationProtocol {
     var configuration = ServerConfiguration(database: location, logLevel: .error)
     configuration.port = 0
+    configuration.access.adminKey = TestAuth.adminKey
+    configuration.access.rateLimitPerSecond = 0
+    configuration.access.authFailuresPerSecond = 0
+    configure(&configuration)
     return try buildApplication(configuration, clock: clock, logger: TestDatabase.logger)
 }
 
 /// Another server (its own caches, the same composition root) on a database a test already uses.
-func withSecondServer<T>(on location: DatabaseLocation, _ body: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
-    try await testApplication(on: location).test(.router) { client in try await body(client) }
+func withSecondServer<T>(
+    on location: DatabaseLocation, clock: WallClock = .system, _ body: @Sendable (any TestClientProtocol) async throws -> T
+) async throws -> T {
+    try await testApplication(on: location, clock: clock).test(.router) { client in try await body(client) }
 }
 
 extension TestClientProtocol {
@@ -37,6 +66,11 @@ extension TestClientProtocol {
     ) async throws -> TestResponse {
         var headers = headers
         if json != nil { headers[.contentType] = "application/json" }
+        if headers[TestAuth.noKey] != nil {
+            headers[TestAuth.noKey] = nil
+        } else if headers[.authorization] == nil, headers[HTTPField.Name("X-API-Key")!] == nil, headers[.cookie] == nil {
+            headers[.authorization] = "Bearer \(TestAuth.adminKey)"
+        }
         return try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
     }
 

@@ -33,6 +33,24 @@ enum TestDatabase {
         return .postgres(admin.with(database: name))
     }
 
+    /// Drops a test's PostgreSQL database once the test is done with it (SQLite: removes the file's folder).
+    static func drop(_ location: DatabaseLocation) async {
+        switch location {
+        case .sqlite(let path):
+            try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path)
+        case .postgres(let postgres):
+            guard let url = postgresURL, let admin = try? PostgresLocation(url: url), postgres.database.hasPrefix("sessiond_t_") else { return }
+            try? await withPostgres(admin) { db in
+                try await db.read { sql in try await sql.execute("DROP DATABASE IF EXISTS \"\(postgres.database)\" WITH (FORCE)") }
+            }
+        }
+    }
+
+    /// Whether the server is this machine: only there may a run drop databases an earlier run left.
+    static func isLocal(_ location: PostgresLocation) -> Bool {
+        ["127.0.0.1", "localhost", "::1", "[::1]"].contains(location.host.lowercased()) || location.host.hasPrefix("/")
+    }
+
     /// Runs `body` with a short-lived PostgreSQL pool.
     static func withPostgres<T: Sendable>(_ location: PostgresLocation, _ body: @Sendable (PostgresDatabase) async throws -> T) async throws -> T {
         let db = PostgresDatabase(location: location, maximumConnections: 2, logger: logger)
@@ -62,12 +80,15 @@ actor PostgresTemplate {
     private static func makeTemplate(admin: PostgresLocation) async throws -> String {
         let name = "sessiond_tmpl_\(ProcessInfo.processInfo.processIdentifier)_\(Int(Date().timeIntervalSince1970))"
         try await TestDatabase.withPostgres(admin) { db in
-            // Databases left by earlier runs of this suite.
-            let old = try await db.read { sql in
-                try await sql.query("SELECT datname FROM pg_database WHERE datname LIKE 'sessiond_t_%' OR datname LIKE 'sessiond_tmpl_%'")
-            }
-            for row in old {
-                try? await db.read { sql in try await sql.execute("DROP DATABASE IF EXISTS \"\(try row.string(0))\" WITH (FORCE)") }
+            // Databases an earlier, interrupted run of this suite left behind; only on a server on
+            // this machine, never on a shared one the URL might name.
+            if TestDatabase.isLocal(admin) {
+                let old = try await db.read { sql in
+                    try await sql.query("SELECT datname FROM pg_database WHERE datname LIKE 'sessiond\\_t\\_%' OR datname LIKE 'sessiond\\_tmpl\\_%'")
+                }
+                for row in old {
+                    try? await db.read { sql in try await sql.execute("DROP DATABASE IF EXISTS \"\(try row.string(0))\" WITH (FORCE)") }
+                }
             }
             try await db.read { sql in try await sql.execute("CREATE DATABASE \"\(name)\"") }
         }
