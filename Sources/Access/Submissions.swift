@@ -32,12 +32,17 @@ public struct SubmissionJob: Sendable {
     /// The statement that marks the job a success; fenced by the worker's lease, so a worker that
     /// lost its lease to another cannot commit.
     public func success(_ result: JSONValue) -> SQLStatement {
+        success(json: result.canonicalText())
+    }
+
+    /// The same, with the result already written as JSON text.
+    public func success(json result: String) -> SQLStatement {
         SQLStatement(
             """
             UPDATE submissions SET status = 'success', result = ?, updated_at = ?, lease_owner = NULL, lease_until = NULL
             WHERE id = ? AND status = 'processing' AND lease_owner = ?
             """,
-            [.text(result.canonicalText()), .int(now().milliseconds), .text(id), .text(worker)], expectedChanges: 1)
+            [.text(result), .int(now().milliseconds), .text(id), .text(worker)], expectedChanges: 1)
     }
 
     func failure(_ error: JSONValue) -> SQLStatement {

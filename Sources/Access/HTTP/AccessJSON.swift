@@ -36,19 +36,44 @@ extension AuthAudit {
     }
 }
 
-extension Submission {
-    func json(full: Bool) -> JSONValue {
-        var object: [String: JSONValue] = [
-            "id": .string(id), "automation_slug": .string(automationSlug), "status": .string(status.rawValue),
-            "created_at": .string(createdAt.rfc3339), "updated_at": .string(updatedAt.rfc3339),
-        ]
+/// A submission as JSON, written straight into the response: a big import's payload and result
+/// are copied as stored, never parsed and encoded again.
+struct SubmissionJSON: JSONWritable {
+    var submission: Submission
+    var full: Bool
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("id", submission.id)
+        writer.field("automation_slug", submission.automationSlug)
+        writer.field("status", submission.status.rawValue)
+        writer.field("created_at", submission.createdAt)
+        writer.field("updated_at", submission.updatedAt)
         if full {
-            object["payload"] = payload
-            object["result"] = result ?? .null
-            object["error"] = error ?? .null
-            object["attempts"] = .int(Int64(attempts))
+            writer.key("payload")
+            writer.raw(json: submission.payload.canonicalText())
+            writer.key("result")
+            writer.raw(json: submission.result ?? "null")
+            writer.key("error")
+            writer.raw(json: submission.error ?? "null")
+            writer.field("attempts", submission.attempts)
         }
-        return .object(object)
+        writer.endObject()
+    }
+}
+
+struct SubmissionPage: JSONWritable {
+    var items: [Submission]
+    var next: String?
+
+    func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.key("items")
+        writer.beginArray()
+        for item in items { SubmissionJSON(submission: item, full: false).write(to: &writer) }
+        writer.endArray()
+        writer.field("next_cursor", next)
+        writer.endObject()
     }
 }
 

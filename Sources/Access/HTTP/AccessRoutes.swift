@@ -116,10 +116,11 @@ public struct AccessRoutes: Sendable {
         routes.add(.init(.post, "/api/submissions", summary: "Submit an automation job (package-import, session-report); runs in the background", tag: tag, request: "SubmissionRequest", response: "Submission", status: 202, errors: [400, 404, 422], maxBodyBytes: 16 << 20), to: router) { request, context in
             let body = try await request.decodeJSON(as: SubmissionBody.self, context: context)
             let submission = try await submissions.submit(slug: body.automationSlug, payload: body.payload, caller: context.caller, ip: context.clientAddress)
-            return try JSONResponse.make(submission.json(full: false), status: .accepted, headers: [.location: "/api/submissions/\(submission.id)"])
+            return JSONResponse.write(SubmissionJSON(submission: submission, full: false), status: .accepted, headers: [.location: "/api/submissions/\(submission.id)"])
         }
         routes.add(.init(.get, "/api/submissions/{id}", summary: "A submission with its payload, result and error", tag: tag, response: "SubmissionDetail", errors: [404]), to: router) { _, context in
-            try JSONResponse.make(try await submissions.submission(try context.parameters.require("id"), caller: context.caller).json(full: true))
+            let submission = try await submissions.submission(try context.parameters.require("id"), caller: context.caller)
+            return JSONResponse.write(SubmissionJSON(submission: submission, full: true), capacity: 1024 + (submission.result?.utf8.count ?? 0))
         }
         routes.add(.init(.get, "/api/submissions", summary: "Submissions, newest first", tag: tag, response: "SubmissionPage", errors: [422], query: [
             QueryParameter("status", schema: ["type": "string", "enum": .array(SubmissionStatus.allCases.map { .string($0.rawValue) })]),
@@ -129,7 +130,7 @@ public struct AccessRoutes: Sendable {
             let result = try await submissions.submissions(
                 status: request.queryString("status"), slug: request.queryString("automation_slug"), after: request.queryString("cursor"),
                 limit: limit, caller: context.caller)
-            return try JSONResponse.make(page(result.items.map { $0.json(full: false) }, next: result.next))
+            return JSONResponse.write(SubmissionPage(items: result.items, next: result.next), capacity: 256 * (result.items.count + 1))
         }
     }
 

@@ -108,8 +108,10 @@ public struct Submission: Sendable, Equatable {
     public var automationSlug: String
     public var status: SubmissionStatus
     public var payload: JSONValue
-    public var result: JSONValue?
-    public var error: JSONValue?
+    /// JSON text, kept as stored: a large import's result is written out without being re-parsed.
+    public var result: String?
+    /// JSON text.
+    public var error: String?
     /// The principal that submitted it; the job runs as that principal.
     public var caller: Caller
     public var createdAt: Timestamp

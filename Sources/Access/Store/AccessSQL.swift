@@ -147,7 +147,7 @@ enum AccessSQL {
         Submission(
             id: try row.string(0), automationSlug: try row.string(1),
             status: SubmissionStatus(rawValue: try row.string(2)) ?? .error, payload: JSONValue.parse(try row.string(3)),
-            result: try row.optionalString(4).map(JSONValue.parse), error: try row.optionalString(5).map(JSONValue.parse),
+            result: try row.optionalString(4), error: try row.optionalString(5),
             caller: principal(from: try row.string(6)), createdAt: Timestamp(milliseconds: try row.int(7)),
             updatedAt: Timestamp(milliseconds: try row.int(8)), attempts: Int(try row.int(9)))
     }

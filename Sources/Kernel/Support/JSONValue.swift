@@ -13,20 +13,21 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
+        // Most common first: every failed attempt is a thrown error, which is slow in large documents.
         if container.decodeNil() {
             self = .null
-        } else if let bool = try? container.decode(Bool.self) {
-            self = .bool(bool)
-        } else if let int = try? container.decode(Int64.self) {
-            self = .int(int)
-        } else if let double = try? container.decode(Double.self) {
-            self = .double(double)
         } else if let string = try? container.decode(String.self) {
             self = .string(string)
+        } else if let int = try? container.decode(Int64.self) {
+            self = .int(int)
+        } else if let object = try? container.decode([String: JSONValue].self) {
+            self = .object(object)
         } else if let array = try? container.decode([JSONValue].self) {
             self = .array(array)
+        } else if let bool = try? container.decode(Bool.self) {
+            self = .bool(bool)
         } else {
-            self = .object(try container.decode([String: JSONValue].self))
+            self = .double(try container.decode(Double.self))
         }
     }
 

@@ -33,7 +33,7 @@ struct PackageImport: Automation {
         let parsed = Self.parse(csv)
         guard parsed.errors.isEmpty else { return .failed(["errors": .array(parsed.errors)]) }
         _ = try await delivery.addPackages(sessionID, parsed.packages, caller: job.caller, limit: Self.maxRows) { outcome in
-            [job.success(JSONValue.parse(DeliveryService.json(outcome)))]
+            [job.success(json: DeliveryService.json(outcome))]
         }
         return .committed
     }
