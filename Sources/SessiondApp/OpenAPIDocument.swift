@@ -17,6 +17,13 @@ enum OpenAPIDocument {
                 parameters.append(["name": .string(parameter.name), "in": "query", "required": false, "schema": parameter.schema])
             }
             var errors = route.errorStatuses
+            switch route.access {
+            case .key:
+                operation["security"] = [["bearerAuth": []], ["apiKeyHeader": []], ["loginCookie": []]]
+                errors += [401, 403, 429]
+            case .public:
+                operation["security"] = []
+            }
             if route.method == .post {
                 parameters.append([
                     "name": "Idempotency-Key", "in": "header", "required": false,
@@ -27,7 +34,7 @@ enum OpenAPIDocument {
             }
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
             if let request = route.requestSchema {
-                operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": ref(request)]]]
+                operation["requestBody"] = ["required": true, "content": .object([route.requestMediaType: ["schema": ref(request)]])]
             }
             var responses: [String: JSONValue] = [:]
             var success: [String: JSONValue] = ["description": .string(route.successStatus == 204 ? "No content" : "Success")]
@@ -36,7 +43,15 @@ enum OpenAPIDocument {
             }
             responses[String(route.successStatus)] = .object(success)
             for status in Set(errors).sorted() {
-                responses[String(status)] = ["description": "Problem", "content": ["application/problem+json": ["schema": ref("Problem")]]]
+                var problem: JSONValue = ["description": .string(Self.describe(status)), "content": ["application/problem+json": ["schema": ref("Problem")]]]
+                if status == 429, case .object(var object) = problem {
+                    object["headers"] = [
+                        "Retry-After": ["schema": integer], "RateLimit-Limit": ["schema": integer],
+                        "RateLimit-Remaining": ["schema": integer], "RateLimit-Reset": ["schema": integer],
+                    ]
+                    problem = .object(object)
+                }
+                responses[String(status)] = problem
             }
             operation["responses"] = .object(responses)
             paths[route.path, default: [:]][route.method.rawValue.lowercased()] = .object(operation)
@@ -45,10 +60,93 @@ enum OpenAPIDocument {
             "openapi": "3.1.0",
             "info": [
                 "title": "sessiond", "version": "0.1.0",
-                "description": "Durable session engine for chat-driven operations: delivery sessions with packages, deliverers, money and an audit trail.",
+                "description": "Durable session engine for chat-driven operations: delivery sessions with packages, deliverers, money and an audit trail; API keys, roles, login sessions, auth audits and background submissions. Every /api/ route needs a key.",
             ],
             "paths": .object(paths.mapValues { .object($0) }),
-            "components": ["schemas": .object(schemas)],
+            "components": [
+                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }),
+                "securitySchemes": [
+                    "bearerAuth": ["type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer sdk_…` (or the admin key)."],
+                    "apiKeyHeader": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
+                    "loginCookie": [
+                        "type": "apiKey", "in": "cookie", "name": "sessiond_session",
+                        "description": "A login session; changes made with it need this server's Origin.",
+                    ],
+                ],
+            ],
+        ]
+    }
+
+    static func describe(_ status: Int) -> String {
+        switch status {
+        case 401: "No valid credential: missing-key, malformed-key, invalid-key, expired-key, revoked-key (or the login session's)"
+        case 403: "The caller's role may not do this"
+        case 404: "Not found, or not visible to the caller"
+        case 429: "Rate limited: retry after Retry-After seconds"
+        default: "Problem"
+        }
+    }
+
+    static var accessSchemas: [String: JSONValue] {
+        let nullableTimeRef = nullableTime
+        let key: [String: JSONValue] = [
+            "key_id": string, "prefix": string, "name": string,
+            "role": ["type": "string", "enum": ["admin", "owner", "viewer", "deliverer", "channel"]],
+            "user_id": nullableString, "deliverer_id": nullableString, "created_at": time, "expires_at": nullableTimeRef,
+            "last_used_at": nullableTimeRef, "revoked": bool, "revoked_at": nullableTimeRef, "replaced_by": nullableString,
+        ]
+        var created = key
+        created["key"] = ["type": "string", "description": "The secret: shown in this answer only."]
+        let submission: [String: JSONValue] = [
+            "id": string, "automation_slug": string, "status": ["type": "string", "enum": ["pending", "processing", "success", "error"]],
+            "created_at": time, "updated_at": time,
+        ]
+        var detail = submission
+        detail["payload"] = ["type": "object"]
+        detail["result"] = ["type": .array(["object", "null"])]
+        detail["error"] = ["type": .array(["object", "null"])]
+        detail["attempts"] = integer
+        let loginSession = object([
+            "session_id": string, "user_id": nullableString, "deliverer_id": nullableString, "role": string, "roles": array(string),
+            "ip": nullableString, "user_agent": nullableString, "created_at": time, "expires_at": time, "last_seen_at": time,
+            "revoked": bool, "current": bool,
+        ])
+        return [
+            "CreateKey": object(
+                [
+                    "name": ["type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"],
+                    "role": ["type": "string", "enum": ["admin", "owner", "viewer", "deliverer", "channel"]],
+                    "user_id": ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"],
+                    "deliverer_id": ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"],
+                    "expires_at": ["type": "string", "format": "date-time"],
+                ], required: ["name", "role"]),
+            "Key": object(key),
+            "CreatedKey": object(created, required: ["key_id", "key", "prefix", "role"]),
+            "KeyPage": object(["items": array(ref("Key")), "next_cursor": nullableString]),
+            "LoginLinkRequest": object(["user_id": ["type": "string", "minLength": 1, "maxLength": 128, "pattern": "\\S"]]),
+            "LoginLink": object(["url": string, "expires_at": time], required: ["url", "expires_at"]),
+            "WhoAmI": object([
+                "kind": ["type": "string", "enum": ["api_key", "login_session"]], "role": string, "principal_id": nullableString,
+                "user_id": nullableString, "deliverer_id": nullableString, "key_id": nullableString, "session_id": nullableString,
+                "expires_at": nullableTimeRef,
+            ]),
+            "LoginSession": loginSession,
+            "LoginSessionPage": object(["items": array(ref("LoginSession")), "next_cursor": nullableString]),
+            "RevokedCount": object(["revoked": integer]),
+            "LoggedOut": object(["logged_out": bool]),
+            "AuditLogPage": object([
+                "items": array(object([
+                    "id": string, "timestamp": time, "user_id": nullableString, "action": string,
+                    "status": ["type": "string", "enum": ["success", "failure"]], "details": ["type": "object"],
+                ])),
+                "next_cursor": nullableString,
+            ]),
+            "SubmissionRequest": object(
+                ["automation_slug": ["type": "string", "enum": ["package-import", "session-report"]], "payload": ["type": "object"]],
+                required: ["automation_slug", "payload"]),
+            "Submission": object(submission),
+            "SubmissionDetail": object(detail),
+            "SubmissionPage": object(["items": array(ref("Submission")), "next_cursor": nullableString]),
         ]
     }
 

@@ -1,3 +1,4 @@
+import Delivery
 import HTTPTypes
 import HummingbirdTesting
 import Kernel
@@ -93,6 +94,24 @@ struct TwoServersTests {
             let audit = try await a.json(.get, "/api/sessions/\(id)/audit")["items"]!.array
             #expect(audit.filter { $0["action"]?.string == "package.delivered" }.count == 2)
             #expect(try await a.json(.get, "/api/sessions/\(id)/audit/verify")["valid"]?.bool == true)
+        }
+    }
+
+    /// Reads from a server's cache may lag another server's writes, but only by the cache's bound.
+    @Test("a server's reads see another server's write within the read staleness bound")
+    func staleReadsAreBounded() async throws {
+        try await withApp { a, location in
+            let flowA = DeliveryFlow(client: a)
+            let id = try await flowA.create()
+            try await flowA.add(id, ["Y1", "Y2"])
+            _ = try await flowA.start(id, deliverers: ["d1"])
+            let packages = try await flowA.assignments(id)  // cached by A
+            try await withSecondServer(on: location) { b in
+                try await DeliveryFlow(client: b).deliver(id, package: packages[0].packageID, by: "d1")
+            }
+            try await Task.sleep(for: DeliveryStores.readStaleness + .milliseconds(100))
+            #expect(try await a.json(.get, "/api/sessions/\(id)")["packages_delivered"]?.int == 1)
+            #expect(try await a.json(.get, "/api/sessions/\(id)/dashboard")["packages_delivered"]?.int == 1)
         }
     }
 }

@@ -166,6 +166,11 @@ struct FoundationTests {
                 ("/api/sessions/{id}/archive", "post"), ("/api/sessions/{id}/packages/{package_id}/reassign", "post"),
                 ("/api/sessions/{id}/packages/{package_id}", "delete"), ("/api/sessions/{id}/audit", "get"),
                 ("/api/sessions/{id}/audit/verify", "get"), ("/health", "get"), ("/ready", "get"),
+                ("/api/keys", "post"), ("/api/keys", "get"), ("/api/keys/{key_id}/revoke", "post"), ("/api/keys/{key_id}/rotate", "post"),
+                ("/api/auth/login-links", "post"), ("/auth/login", "get"), ("/api/auth/whoami", "get"), ("/api/auth/sessions", "get"),
+                ("/api/auth/sessions/{session_id}/revoke", "post"), ("/api/auth/sessions/revoke-others", "post"),
+                ("/api/auth/logout", "post"), ("/api/audits", "get"), ("/api/submissions", "post"), ("/api/submissions/{id}", "get"),
+                ("/api/submissions", "get"),
             ]
             for (path, method) in expected {
                 #expect(paths[path]?[method] != nil, "\(method) \(path) missing")
@@ -173,6 +178,22 @@ struct FoundationTests {
             let schemas = try #require(document["components"]?["schemas"])
             #expect(schemas["Session"]?["properties"]?["financial_snapshot"] != nil)
             #expect(paths["/api/sessions/create"]?["post"]?["requestBody"] != nil)
+            // Every /api/ operation needs a credential and says so; the system routes do not.
+            guard case .object(let byPath) = paths else { return }
+            for (path, operations) in byPath {
+                guard case .object(let byMethod) = operations else { continue }
+                for (method, operation) in byMethod {
+                    let security = operation["security"]?.array ?? []
+                    if path.hasPrefix("/api/") {
+                        #expect(security.count == 3, "\(method) \(path) security")
+                        for status in ["401", "403", "429"] { #expect(operation["responses"]?[status] != nil, "\(method) \(path) \(status)") }
+                    } else {
+                        #expect(security.isEmpty, "\(method) \(path) is public")
+                    }
+                }
+            }
+            #expect(document["components"]?["securitySchemes"]?["bearerAuth"]?["scheme"]?.string == "bearer")
+            #expect(document["components"]?["securitySchemes"]?["apiKeyHeader"]?["name"]?.string == "X-API-Key")
         }
     }
 }
@@ -194,6 +215,28 @@ struct ConfigurationTests {
             return
         }
         #expect(location.host == "db" && location.port == 5433 && location.database == "app" && location.username == "u" && location.password == "p")
+    }
+
+    @Test("access settings: a short ADMIN_API_KEY is refused without echoing it; limits and URLs parsed")
+    func accessSettings() throws {
+        #expect(throws: ConfigurationError.self) {
+            try ServerConfiguration.resolve(flags: .init(), environment: ["ADMIN_API_KEY": "too-short-secret"])
+        }
+        do {
+            _ = try ServerConfiguration.resolve(flags: .init(), environment: ["ADMIN_API_KEY": "too-short-secret", "PUBLIC_BASE_URL": "ftp://x", "RATE_LIMIT_PER_SECOND": "fast"])
+        } catch {
+            #expect(error.problems.count == 3)
+            #expect(!error.problems.joined().contains("too-short-secret"))
+        }
+        let resolved = try ServerConfiguration.resolve(flags: .init(), environment: [
+            "ADMIN_API_KEY": String(repeating: "k", count: 32), "PUBLIC_BASE_URL": "https://ops.example/", "RATE_LIMIT_PER_SECOND": "0",
+            "LOGIN_IDLE_TIMEOUT": "900", "SUBMISSION_LEASE_SECONDS": "5",
+        ])
+        #expect(resolved.access.adminKey?.count == 32)
+        #expect(resolved.access.publicBaseURL == "https://ops.example")
+        #expect(resolved.access.rateLimitPerSecond == 0)
+        #expect(resolved.access.loginIdleTimeoutSeconds == 900)
+        #expect(resolved.access.submissionLeaseSeconds == 5)
     }
 
     @Test("every bad value is reported at once, without leaking passwords")

@@ -36,6 +36,11 @@ extension DeliveryStore {
 }
 
 public enum DeliveryStores {
+    /// How long a cached session is served without asking the database whether another server (or
+    /// process) wrote it since: reads on one server see other servers' writes at most this late.
+    /// This server's own writes are seen at once.
+    public static let readStaleness: Duration = .seconds(1)
+
     /// The store for whichever database is open.
     public static func make(_ storage: Storage, cacheCapacity: Int = 4096) -> any DeliveryStore {
         let cache = VersionedCache<DeliveryAggregate>(capacity: cacheCapacity)
@@ -59,11 +64,19 @@ struct SQLiteDeliveryStore: DeliveryStore {
     }
 
     func load(_ sessionID: String) async throws -> DeliveryAggregate? {
-        if let cached = cache.get(sessionID) { return cached.value }
+        if let cached = cache.lookup(sessionID) {
+            if cached.age < DeliveryStores.readStaleness { return cached.value }
+            // Another process on the file may have written: one cheap query says whether it did.
+            let current = try await db.read { connection in try connection.query(DeliverySQL.versionQuery, [.text(sessionID)]).first?.int(0) }
+            if current == cached.version {
+                cache.confirm(sessionID, version: cached.version)
+                return cached.value
+            }
+        }
         let loaded = try await db.read { connection in
             try DeliverySQL.decode(DeliverySQL.loadQueries.map { try connection.query($0, [.text(sessionID)]) })
         }
-        if let loaded { cache.publish(sessionID, version: loaded.version, value: loaded) }
+        if let loaded { cache.publish(sessionID, version: loaded.version, value: loaded) } else { cache.remove(sessionID) }
         return loaded
     }
 
@@ -122,9 +135,17 @@ struct PostgresDeliveryStore: DeliveryStore {
     }
 
     func load(_ sessionID: String) async throws -> DeliveryAggregate? {
-        if let cached = cache.get(sessionID) { return cached.value }
+        if let cached = cache.lookup(sessionID) {
+            if cached.age < DeliveryStores.readStaleness { return cached.value }
+            // Another server may have written: one cheap query says whether it did.
+            let current = try await db.read { connection in try await connection.query(DeliverySQL.versionQuery, [.text(sessionID)]).first?.int(0) }
+            if current == cached.version {
+                cache.confirm(sessionID, version: cached.version)
+                return cached.value
+            }
+        }
         let loaded = try await db.read { connection in try await Self.load(sessionID, connection) }
-        if let loaded { cache.publish(sessionID, version: loaded.version, value: loaded) }
+        if let loaded { cache.publish(sessionID, version: loaded.version, value: loaded) } else { cache.remove(sessionID) }
         return loaded
     }
 

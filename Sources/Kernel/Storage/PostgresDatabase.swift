@@ -44,8 +44,10 @@ public struct PostgresLocation: Sendable, Equatable {
     }
 }
 
-/// PostgreSQL through a pool of connections. PostgreSQL batches concurrent commits itself, so each
-/// write is an ordinary transaction; serialisation per aggregate comes from row locks the stores take.
+/// PostgreSQL through a pool of connections. PostgreSQL batches concurrent commits itself, so a
+/// write is one statement (or an ordinary transaction); no row locks are taken. Serialisation per
+/// aggregate comes from the stores: a per-key lock inside the process, and a version guard on every
+/// save that makes a write computed from a stale copy fail, be reloaded and retried.
 public final class PostgresDatabase: Service, Sendable {
     public let client: PostgresClient
     public let location: PostgresLocation
