@@ -264,6 +264,10 @@ struct TimestampTests {
         #expect(Timestamp(rfc3339: "2026-11-25T10:00:00-03:00")?.rfc3339 == "2026-11-25T13:00:00.000Z")
         #expect(Timestamp(rfc3339: "2026-11-25") == nil)
         #expect(Timestamp(rfc3339: "2026-13-25T10:00:00Z") == nil)
+        // Found by fuzzing POST /api/keys: more than three fraction digits crashed the parser.
+        #expect(Timestamp(rfc3339: "0423-02-09T14:14:30.827557Z")?.rfc3339 == "0423-02-09T14:14:30.827Z")
+        #expect(Timestamp(rfc3339: "2026-11-25T10:00:00.123456789+01:00")?.rfc3339 == "2026-11-25T09:00:00.123Z")
+        #expect(Timestamp(rfc3339: "2026-11-25T10:00:00.5Z")?.rfc3339 == "2026-11-25T10:00:00.500Z")
     }
 
     @Test("IDs sort in creation order")

@@ -88,7 +88,8 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable {
                 index += 1
             }
             guard digits > 0 else { return nil }
-            for _ in digits..<3 where digits < 3 { millis *= 10 }
+            // More than three digits (microseconds, nanoseconds) are read and cut to milliseconds.
+            if digits < 3 { for _ in digits..<3 { millis *= 10 } }
         }
         guard index < bytes.count else { return nil }
         var offsetSeconds = 0
