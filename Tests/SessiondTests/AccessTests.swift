@@ -430,3 +430,35 @@ struct AccessTests {
         #expect(!KeyFormat.constantTimeEqual(KeyFormat.hash(key), KeyFormat.hash(key + "x")))
     }
 }
+
+@Suite("Idempotency keys across principals and servers")
+struct IdempotencyClaimTests {
+    @Test("a key claimed by a request running on another server is a 409 until that claim expires; keys are per principal")
+    func claimedInTheDatabase() async throws {
+        let clock = ManualClock()
+        try await withApp(clock: clock.wallClock) { client, location in
+            let body = #"{"user_id":"maria"}"#
+            let hash = IdempotencyMiddleware.fingerprint(method: "POST", path: "/api/sessions/create", body: ByteBuffer(string: body))
+            let now = clock.wallClock.now().milliseconds
+            // What another server leaves while it runs the request: a claim, no answer yet.
+            try await executeRaw(
+                """
+                INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, content_type, body, created_at, expires_at, headers, claimed_until)
+                VALUES ('admin:admin', 'shared-key', '\(hash)', 0, NULL, '', \(now), \(now + 86_400_000), NULL, \(now + 60_000))
+                """, on: location)
+            let busy = try await client.json(.post, "/api/sessions/create", body, expect: .conflict, headers: [.idempotencyKey: "shared-key"])
+            #expect(busy["type"]?.string == Problem.typeBase + "idempotency-key-in-flight")
+            // Another principal's key of the same name is its own.
+            let keys = try await AccessKeys.make(client, clock: clock)
+            try await client.json(.post, "/api/sessions/create", body, expect: .created, headers: [.idempotencyKey: "shared-key", .authorization: "Bearer \(keys.owner)"])
+            // The other server died: once its claim expires, the request runs here, once.
+            clock.advance(seconds: 61)
+            let first = try await client.send(.post, "/api/sessions/create", json: body, headers: [.idempotencyKey: "shared-key"])
+            #expect(first.status == .created)
+            let again = try await client.send(.post, "/api/sessions/create", json: body, headers: [.idempotencyKey: "shared-key"])
+            #expect(again.status == .created)
+            #expect(again.headers[.idempotentReplayed] == "true")
+            #expect(String(buffer: again.body) == String(buffer: first.body))
+        }
+    }
+}

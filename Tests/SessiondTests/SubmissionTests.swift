@@ -167,4 +167,22 @@ struct SubmissionTests {
             #expect(try await flow.session(session)["packages_total"]?.int == 2)
         }
     }
+
+    @Test("a route's own body limit: submissions take more than the 1 MiB other routes allow")
+    func bodyLimitPerRoute() async throws {
+        try await withApp { client, _ in
+            let flow = DeliveryFlow(client: client)
+            let session = try await flow.create(user: "maria")
+            let big = "barcode,recipient\n" + (0..<12_000).map { "B\($0),\(String(repeating: "r", count: 120))" }.joined(separator: "\n")
+            #expect(big.utf8.count > 1 << 20)
+            let payload = Self.text(["automation_slug": "package-import", "payload": ["session_id": .string(session), "csv": .string(big)]])
+            let accepted = try await client.send(.post, "/api/submissions", json: payload)
+            #expect(accepted.status == .accepted)
+            let tooBig = try await client.send(.post, "/api/sessions/create", json: #"{"user_id":"maria","name":""# + String(repeating: "x", count: 1 << 20) + #""}"#)
+            #expect(tooBig.status == .contentTooLarge)
+            let id = try JSONDecoder().decode(JSONValue.self, from: Data(buffer: accepted.body))["id"]!.string!
+            let done = try await Self.finished(client, id)
+            #expect(done["status"]?.string == "error")  // 12,000 rows: more than one import takes
+        }
+    }
 }

@@ -251,7 +251,7 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         return kept
     }
 
-    static func fingerprint(method: String, path: String, body: ByteBuffer) -> String {
+    public static func fingerprint(method: String, path: String, body: ByteBuffer) -> String {
         var hasher = SHA256()
         hasher.update(data: Array("\(method) \(path)\n".utf8))
         hasher.update(data: Array(body.readableBytesView))
