@@ -11,7 +11,7 @@ import FoundationNetworking
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sessiond-bench",
-        abstract: "Measure sessiond: /health, the big session read, and durable deliveries over 1,000 active sessions.")
+        abstract: "Measure sessiond: /health, authentication alone, the big session read, and durable deliveries over 1,000 active sessions, with a key on every request.")
 
     @Option(help: "Path of the sessiond binary (build it with -c release).")
     var server = ".build/release/sessiond"
@@ -54,18 +54,26 @@ struct Bench: AsyncParsableCommand {
         serverProcess.executableURL = URL(fileURLWithPath: server)
         serverProcess.arguments = ["serve", "--port", String(port), "--database", databaseURL, "--log-level", logLevel, "--log-format", logFormat]
         serverProcess.standardOutput = FileHandle.nullDevice
+        // Every request but /health carries a key. The rate limiter stays on (its bookkeeping is
+        // part of each request's cost) with a budget no workload reaches.
+        let adminKey = "bench-admin-" + UUID().uuidString
+        serverProcess.environment = ProcessInfo.processInfo.environment.merging(
+            ["ADMIN_API_KEY": adminKey, "RATE_LIMIT_PER_SECOND": "10000000", "RATE_LIMIT_BURST": "10000000"]) { _, new in new }
         try serverProcess.run()
         defer { serverProcess.terminate() }
         let base = "http://127.0.0.1:\(port)"
-        let client = Client(base: base)
-        try await client.waitUntilReady()
+        let admin = Client(base: base, key: adminKey)
+        try await admin.waitUntilReady()
+        // Owner keys, looked up in the database on every request like any non-admin key.
+        let reader = Client(base: base, key: try await admin.createKey(role: "owner", user: "bench-reader"))
+        let client = Client(base: base, key: try await admin.createKey(role: "owner", user: "bench-writer"))
         log("server pid \(serverProcess.processIdentifier) ready on \(databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite")")
 
         // Seed: one session with 200 packages for the read; `sessions` active sessions for writes.
-        let bigID = try await client.createSession(user: "bench-reader")
-        try await client.addPackages(bigID, prefix: "BIG", count: 200)
-        try await client.start(bigID, deliverers: ["r1", "r2", "r3", "r4"])
-        let big = try await client.get("/api/sessions/\(bigID)")
+        let bigID = try await reader.createSession(user: "bench-reader")
+        try await reader.addPackages(bigID, prefix: "BIG", count: 200)
+        try await reader.start(bigID, deliverers: ["r1", "r2", "r3", "r4"])
+        let big = try await reader.get("/api/sessions/\(bigID)")
         log("big session: \(big.count) bytes")
 
         var targets: [[(String, String, String)]] = Array(repeating: [], count: sessions)
@@ -74,7 +82,7 @@ struct Bench: AsyncParsableCommand {
             var next = 0
             func launch(_ index: Int) {
                 group.addTask {
-                    let id = try await client.createSession(user: "bench-writer-\(index % 50)")
+                    let id = try await client.createSession(user: "bench-writer")
                     try await client.addPackages(id, prefix: "W\(index)-", count: packagesPerSession)
                     try await client.start(id, deliverers: ["a", "b", "c", "d"])
                     return (index, try await client.assignments(id).map { (id, $0.0, $0.1) })
@@ -94,13 +102,14 @@ struct Bench: AsyncParsableCommand {
             for session in targets where round < session.count { deliveries.append(session[round]) }
         }
         let script = scratch.appendingPathComponent("deliver.lua")
-        try Self.deliveryScript(deliveries, threads: threads, dataPath: scratch.appendingPathComponent("deliveries.tsv").path)
+        try Self.deliveryScript(deliveries, threads: threads, dataPath: scratch.appendingPathComponent("deliveries.tsv").path, key: client.key)
             .write(to: script, atomically: true, encoding: .utf8)
 
         var rows: [Row] = []
-        rows.append(try run(name: "GET /health", url: base + "/health", server: serverProcess))
-        rows.append(try run(name: "GET /api/sessions/{id} (200 packages, \(big.count / 1024) KB)", url: base + "/api/sessions/\(bigID)", server: serverProcess))
-        rows.append(try run(name: "POST delivery/complete over \(sessions) active sessions", url: base, script: script.path, server: serverProcess))
+        rows.append(try run(name: "GET /health (no key)", url: base + "/health", server: serverProcess))
+        rows.append(try run(name: "GET /api/auth/whoami (owner key: authentication alone)", url: base + "/api/auth/whoami", key: reader.key, server: serverProcess))
+        rows.append(try run(name: "GET /api/sessions/{id} (200 packages, \(big.count / 1024) KB, owner key)", url: base + "/api/sessions/\(bigID)", key: reader.key, server: serverProcess))
+        rows.append(try run(name: "POST delivery/complete over \(sessions) active sessions (owner key)", url: base, script: script.path, server: serverProcess))
 
         let delivered = try await client.deliveredCount(targets.prefix(50).map { $0.first?.0 ?? "" })
         log("check: \(delivered) packages delivered in the first 50 sessions")
@@ -120,12 +129,13 @@ struct Bench: AsyncParsableCommand {
         var peakRSSMB: Double
     }
 
-    func run(name: String, url: String, script: String? = nil, server: Process) throws -> Row {
+    func run(name: String, url: String, script: String? = nil, key: String? = nil, server: Process) throws -> Row {
         log("load: \(name)")
         let wrk = Process()
         wrk.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         var arguments = ["wrk", "-t\(threads)", "-c\(connections)", "-d\(duration)s", "--latency"]
         if let script { arguments += ["-s", script] }
+        if let key { arguments += ["-H", "Authorization: Bearer \(key)"] }
         wrk.arguments = arguments + [url]
         let pipe = Pipe()
         wrk.standardOutput = pipe
@@ -154,7 +164,7 @@ struct Bench: AsyncParsableCommand {
 
     /// A wrk script that sends each delivery once: thread n takes lines n, n + threads, … of a data
     /// file (a Lua table literal this big exceeds Lua's constant limit).
-    static func deliveryScript(_ deliveries: [(String, String, String)], threads: Int, dataPath: String) throws -> String {
+    static func deliveryScript(_ deliveries: [(String, String, String)], threads: Int, dataPath: String, key: String?) throws -> String {
         var lines = ""
         for (session, package, deliverer) in deliveries {
             lines += "/api/sessions/\(session)/delivery/complete\t{\"package_id\":\"\(package)\",\"deliverer_id\":\"\(deliverer)\"}\n"
@@ -181,6 +191,7 @@ struct Bench: AsyncParsableCommand {
               index = 1
               wrk.method = "POST"
               wrk.headers["Content-Type"] = "application/json"
+              wrk.headers["Authorization"] = "Bearer \(key ?? "")"
             end
             function request()
               local i = index
@@ -196,10 +207,14 @@ struct Bench: AsyncParsableCommand {
         for row in rows {
             text += "| \(row.name) | \(String(format: "%.0f", row.requestsPerSecond)) | \(row.p50) | \(row.p99) | \(row.non2xx) | \(String(format: "%.1f", row.peakRSSMB)) MB |\n"
         }
-        if rows.count == 3, rows[0].requestsPerSecond > 0 {
-            let ratio = rows[1].requestsPerSecond / rows[0].requestsPerSecond * 100
+        if rows.count == 4, rows[0].requestsPerSecond > 0, rows[1].requestsPerSecond > 0 {
+            let ratio = rows[2].requestsPerSecond / rows[0].requestsPerSecond * 100
+            // Both cores are busy in both runs, so the extra CPU per request is 2 cores × the
+            // difference of the per-request times.
+            let authMicros = 2 * (1 / rows[1].requestsPerSecond - 1 / rows[0].requestsPerSecond) * 1_000_000
             text += "\nBig read at \(String(format: "%.0f", ratio))% of /health (goal ≥ 40%). "
-            text += "Durable deliveries \(String(format: "%.0f", rows[2].requestsPerSecond))/s, p99 \(rows[2].p99) (goal ≥ 5,000/s, p99 < 20 ms on SQLite).\n"
+            text += "Durable deliveries \(String(format: "%.0f", rows[3].requestsPerSecond))/s, p99 \(rows[3].p99) (goal ≥ 5,000/s, p99 < 20 ms on SQLite).\n"
+            text += "Authentication (an owner key: parse, hash, one indexed read of api_keys, rate-limit bucket) costs about \(String(format: "%.0f", authMicros)) µs of server CPU per request (whoami against /health, both cores busy).\n"
         }
         text += "\nSettings: \(settings).\n"
         return text
@@ -213,11 +228,13 @@ struct Bench: AsyncParsableCommand {
 /// The few calls seeding needs, over URLSession.
 struct Client: Sendable {
     let base: String
+    var key: String?
 
     func request(_ method: String, _ path: String, _ body: Any? = nil) async throws -> (Int, Data) {
         guard let url = URL(string: base + path) else { throw BenchError("bad URL \(base + path)") }
         var request = URLRequest(url: url)
         request.httpMethod = method
+        if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
         if let body {
             request.httpBody = try JSONSerialization.data(withJSONObject: body)
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -242,6 +259,13 @@ struct Client: Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw BenchError("server did not become ready")
+    }
+
+    func createKey(role: String, user: String) async throws -> String {
+        guard let key = try await json("POST", "/api/keys", ["name": "bench \(user)", "role": role, "user_id": user])["key"] as? String else {
+            throw BenchError("no key")
+        }
+        return key
     }
 
     func createSession(user: String) async throws -> String {

@@ -75,7 +75,7 @@ public struct AccessRoutes: Sendable {
             return Self.loggedIn(session, token: secret, configuration: access.configuration)
         }
         routes.add(.init(.get, "/api/auth/whoami", summary: "Who this request is authenticated as", tag: tag, response: "WhoAmI"), to: router) { _, context in
-            try JSONResponse.make(try await Self.whoami(context.caller, access: access))
+            try JSONResponse.make(Self.whoami(context.caller))
         }
         routes.add(.init(.get, "/api/auth/sessions", summary: "Login sessions of the caller's user (admin: all, or ?user_id=)", tag: tag, response: "LoginSessionPage", errors: [422], query: [QueryParameter("user_id", schema: ["type": "string"]), .limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
@@ -134,14 +134,8 @@ public struct AccessRoutes: Sendable {
         }
     }
 
-    static func whoami(_ caller: Caller, access: AccessService) async throws -> JSONValue {
-        var expiresAt: JSONValue = .null
-        if caller.kind == .apiKey, let id = caller.credentialID, id != "admin", let key = try? await access.key(id, caller: .system) {
-            expiresAt = key.expiresAt.map { .string($0.rfc3339) } ?? .null
-        }
-        if caller.kind == .loginSession, let id = caller.credentialID, let session = try await access.store.loginSession(id: id) {
-            expiresAt = .string(session.expiresAt.rfc3339)
-        }
+    static func whoami(_ caller: Caller) -> JSONValue {
+        let expiresAt: JSONValue = caller.expiresAt.map { .string($0.rfc3339) } ?? .null
         return [
             "kind": .string(caller.kind.rawValue), "role": .string(caller.role), "principal_id": caller.id.map(JSONValue.string) ?? .null,
             "user_id": caller.userID.map(JSONValue.string) ?? .null, "deliverer_id": caller.scope("deliverer_id").map(JSONValue.string) ?? .null,

@@ -31,7 +31,9 @@ public struct APIKey: Sendable, Equatable {
 
     /// The principal this key authenticates.
     public var caller: Caller {
-        Caller.principal(kind: .apiKey, credentialID: id, role: role, userID: userID, delivererID: delivererID)
+        var caller = Caller.principal(kind: .apiKey, credentialID: id, role: role, userID: userID, delivererID: delivererID)
+        caller.expiresAt = expiresAt
+        return caller
     }
 }
 
@@ -68,7 +70,9 @@ public struct LoginSession: Sendable, Equatable {
     public var revoked: Bool
 
     public var caller: Caller {
-        Caller.principal(kind: .loginSession, credentialID: id, role: role, userID: userID, delivererID: delivererID)
+        var caller = Caller.principal(kind: .loginSession, credentialID: id, role: role, userID: userID, delivererID: delivererID)
+        caller.expiresAt = expiresAt
+        return caller
     }
 }
 

@@ -21,13 +21,16 @@ public struct Caller: Sendable, Equatable {
     public var role: String
     /// What the principal is limited to, by name (`user_id`, `deliverer_id`).
     public var scopes: [String: String]
+    /// When the credential stops being accepted (nil: never, or not known).
+    public var expiresAt: Timestamp?
 
-    public init(kind: Kind, id: String?, credentialID: String? = nil, role: String, scopes: [String: String] = [:]) {
+    public init(kind: Kind, id: String?, credentialID: String? = nil, role: String, scopes: [String: String] = [:], expiresAt: Timestamp? = nil) {
         self.kind = kind
         self.id = id
         self.credentialID = credentialID
         self.role = role
         self.scopes = scopes
+        self.expiresAt = expiresAt
     }
 
     public static let anonymous = Caller(kind: .anonymous, id: nil, role: "anonymous")
