@@ -95,6 +95,9 @@ public final class AccessService: Sendable {
         return nil
     }
 
+    /// The caller authenticated with `ADMIN_API_KEY` itself (not an admin-role API key).
+    public func isBootstrapAdmin(_ caller: Caller) -> Bool { caller.kind == .apiKey && caller.credentialID == "admin" }
+
     /// Admin-key hash currently in force (tests and the CLI).
     var currentAdminHash: String? { adminHash.withLock { $0 } }
 
@@ -194,8 +197,11 @@ public final class AccessService: Sendable {
         if role.needsDelivererID && delivererID == nil { throw AccessError.invalid(field: "deliverer_id", detail: "A deliverer key needs deliverer_id.") }
         var expiresAt: Timestamp?
         if let text = request.expiresAt {
-            guard let parsed = Timestamp(rfc3339: text) else { throw AccessError.invalid(field: "expires_at", detail: "expires_at must be an RFC 3339 time.") }
-            guard parsed > now else { throw AccessError.invalid(field: "expires_at", detail: "expires_at must be in the future.") }
+            // RFC 3339; a time without an offset is read as UTC. A time already past makes a key
+            // that is refused as expired from the start (useful to test a client's handling).
+            guard let parsed = Timestamp(rfc3339: text) ?? Timestamp(rfc3339: text + "Z") else {
+                throw AccessError.invalid(field: "expires_at", detail: "expires_at must be an RFC 3339 time, such as 2026-12-31T23:59:59Z.")
+            }
             expiresAt = parsed
         }
         let secret = KeyFormat.makeKey()

@@ -1,7 +1,7 @@
 import Hummingbird
 import Kernel
 
-/// `/health`, `/ready` and `/openapi.json`: no key needed (the access module will keep it so).
+/// `/health`, `/ready` and `/openapi.json`: public (`access: .public`, the default outside `/api/`).
 struct SystemRoutes {
     let storage: Storage
     let migrator: Migrator

@@ -84,18 +84,27 @@ struct Keys: AsyncParsableCommand {
         subcommands: [Create.self, List.self, Revoke.self, Rotate.self])
 
     /// Runs `body` with the access service on the configured, migrated database.
+    /// Standard output carries only the command's answer; logs (errors only, unless --log-level says
+    /// otherwise) go to standard error. A refusal prints its detail and exits with status 1.
     static func withAccess<T: Sendable>(_ common: CommonOptions, _ body: @Sendable (AccessService) async throws -> T) async throws -> T {
-        let flags = ServerConfiguration.Flags(database: common.database, logLevel: common.logLevel ?? "warning", logFormat: common.logFormat)
+        let flags = ServerConfiguration.Flags(database: common.database, logLevel: common.logLevel ?? "error", logFormat: common.logFormat)
         let configuration = try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
-        bootstrapLogging(configuration)
-        defer { LogSink.shared.flush() }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
         let logger = {
             var logger = Logger(label: "sessiond")
             logger.logLevel = configuration.logLevel
             return logger
         }()
-        return try await withDatabase(configuration, logger: logger) { storage in
-            try await body(accessService(storage, configuration: configuration, logger: logger))
+        do {
+            return try await withDatabase(configuration, logger: logger) { storage in
+                try await body(accessService(storage, configuration: configuration, logger: logger))
+            }
+        } catch let error as any ProblemConvertible {
+            FileHandle.standardError.write(Data("error: \(error.problem.detail)\n".utf8))
+            throw ExitCode.failure
+        } catch let problem as Problem {
+            FileHandle.standardError.write(Data("error: \(problem.detail)\n".utf8))
+            throw ExitCode.failure
         }
     }
 

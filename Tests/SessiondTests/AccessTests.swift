@@ -240,7 +240,12 @@ struct AccessTests {
             try await client.json(.post, "/api/keys", Self.text(["name": "x", "role": "boss"]), expect: .unprocessableContent)
             try await client.json(.post, "/api/keys", Self.text(["name": "x", "role": "owner"]), expect: .unprocessableContent)
             try await client.json(.post, "/api/keys", Self.text(["name": "x", "role": "deliverer"]), expect: .unprocessableContent)
-            try await client.json(.post, "/api/keys", Self.text(["name": "x", "role": "owner", "user_id": "u", "expires_at": "2001-01-01T00:00:00Z"]), expect: .unprocessableContent)
+            try await client.json(.post, "/api/keys", Self.text(["name": "x", "role": "owner", "user_id": "u", "expires_at": "next week"]), expect: .unprocessableContent)
+            // A time already past makes a key that is expired from the start; no offset means UTC.
+            let born = try await client.json(.post, "/api/keys", Self.text(["name": "x", "role": "owner", "user_id": "u", "expires_at": "2001-01-01T00:00:00"]), expect: .created)
+            #expect(born["expires_at"]?.string == "2001-01-01T00:00:00.000Z")
+            let expired = try await client.json(.get, "/api/auth/whoami", expect: .unauthorized, headers: TestAuth.bearer(born["key"]!.string!))
+            #expect(expired["type"]?.string == Problem.typeBase + "expired-key")
         }
     }
 
@@ -398,6 +403,8 @@ struct AccessTests {
             #expect(response.headers[.rateLimitRemaining] == "0")
             #expect(response.headers[.rateLimitReset] != nil)
             try await client.json(.get, "/api/auth/whoami", headers: TestAuth.bearer(keys.viewer))
+            // The operator's ADMIN_API_KEY has no budget.
+            for _ in 0..<30 { try await client.json(.get, "/api/auth/whoami") }
         }
     }
 

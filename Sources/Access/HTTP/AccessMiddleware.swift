@@ -56,7 +56,8 @@ public struct AccessMiddleware: RouterMiddleware {
             throw AccessError.foreignOrigin
         }
         var limit: RateLimiter.Decision?
-        if access.keyLimiter.isEnabled {
+        // Every API key and login session has a budget; the operator's own ADMIN_API_KEY has none.
+        if access.keyLimiter.isEnabled, !access.isBootstrapAdmin(caller) {
             let decision = access.keyLimiter.take(caller.credentialID ?? caller.idempotencyScope, nowMilliseconds: now.milliseconds)
             guard decision.allowed else {
                 throw AccessError.rateLimited(retryAfter: decision.retryAfter, limit: decision.limit, reset: decision.reset)
