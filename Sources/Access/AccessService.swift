@@ -116,12 +116,17 @@ public final class AccessService: Sendable {
     }
 
     func authenticateKey(_ token: String, now: Timestamp) async throws -> Caller {
-        guard KeyFormat.shape(of: token) == .plausible else { throw AccessError.malformedKey }
+        let structure = KeyFormat.structure(of: token)
+        guard structure != .malformed else { throw AccessError.malformedKey }
         let hash = KeyFormat.hash(token)
         if let admin = adminHash.withLock({ $0 }), KeyFormat.constantTimeEqual(hash, admin) {
             return Caller(kind: .apiKey, id: "admin", credentialID: "admin", role: AccessRole.admin.rawValue)
         }
-        guard let key = try await store.key(hash: hash), KeyFormat.constantTimeEqual(key.hash, hash) else { throw AccessError.invalidKey }
+        guard let key = try await store.key(hash: hash), KeyFormat.constantTimeEqual(key.hash, hash) else {
+            // Nothing stored under it: a typo of one of ours (its checksum fails), or a wrong key.
+            if structure == .ours, !KeyFormat.hasValidChecksum(token) { throw AccessError.malformedKey }
+            throw AccessError.invalidKey
+        }
         if key.revoked { throw AccessError.revokedKey }
         if let expires = key.expiresAt, expires <= now { throw AccessError.expiredKey }
         lastUsed.withLock { $0[key.id] = now.milliseconds }

@@ -183,7 +183,13 @@ public struct SubmissionWorker: Service {
                 }
                 group.addTask {
                     for await _ in ticks {
-                        while try await runNext() {}
+                        // A failing database must not end the worker (nor, with it, the server):
+                        // log, and try again at the next tick.
+                        do {
+                            while try await runNext() {}
+                        } catch {
+                            logger.error("submission worker could not run a job", metadata: ["error": "\(error)"])
+                        }
                     }
                 }
                 try await group.next()

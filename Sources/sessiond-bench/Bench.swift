@@ -58,7 +58,7 @@ struct Bench: AsyncParsableCommand {
         // part of each request's cost) with a budget no workload reaches.
         let adminKey = "bench-admin-" + UUID().uuidString
         serverProcess.environment = ProcessInfo.processInfo.environment.merging(
-            ["ADMIN_API_KEY": adminKey, "RATE_LIMIT_PER_SECOND": "10000000", "RATE_LIMIT_BURST": "10000000"]) { _, new in new }
+            ["ADMIN_API_KEY": adminKey, "RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000"]) { _, new in new }
         try serverProcess.run()
         defer { serverProcess.terminate() }
         let base = "http://127.0.0.1:\(port)"

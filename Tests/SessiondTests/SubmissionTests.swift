@@ -185,4 +185,27 @@ struct SubmissionTests {
             #expect(done["status"]?.string == "error")  // 12,000 rows: more than one import takes
         }
     }
+
+    @Test("the worker outlives a failing database: jobs run once it recovers")
+    func workerSurvivesErrors() async throws {
+        try await withApp { client, location in
+            let flow = DeliveryFlow(client: client)
+            let session = try await flow.create(user: "maria")
+            switch location {
+            case .sqlite:
+                try await executeRaw("CREATE TRIGGER refuse_claims BEFORE UPDATE ON submissions BEGIN SELECT RAISE(ABORT, 'disk says no'); END", on: location)
+            case .postgres:
+                try await executeRaw("CREATE FUNCTION refuse_claims() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$", on: location)
+                try await executeRaw("CREATE TRIGGER refuse_claims BEFORE UPDATE ON submissions FOR EACH ROW EXECUTE FUNCTION refuse_claims()", on: location)
+            }
+            let id = try await Self.submit(client, "package-import", ["session_id": .string(session), "csv": "barcode\nZ1\n"])
+            try await Task.sleep(for: .milliseconds(1500))  // the worker tries, and fails, to claim it
+            #expect(try await client.json(.get, "/api/submissions/\(id)")["status"]?.string == "pending")
+            switch location {
+            case .sqlite: try await executeRaw("DROP TRIGGER refuse_claims", on: location)
+            case .postgres: try await executeRaw("DROP TRIGGER refuse_claims ON submissions", on: location)
+            }
+            #expect(try await Self.finished(client, id, seconds: 10)["status"]?.string == "success")
+        }
+    }
 }

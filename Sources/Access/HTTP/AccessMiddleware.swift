@@ -65,7 +65,6 @@ public struct AccessMiddleware: RouterMiddleware {
             limit = decision
         }
         context.caller = caller
-        context.logger[metadataKey: "principal"] = .string(caller.idempotencyScope)
         do {
             var response = try await next(request, context)
             if let limit { Self.addLimitHeaders(&response.headers, limit) }
@@ -93,13 +92,24 @@ public struct AccessMiddleware: RouterMiddleware {
     /// `Authorization: Bearer KEY`, else `X-API-Key: KEY`, else the login cookie.
     static func credential(_ headers: HTTPFields) -> Credential {
         if let authorization = headers[.authorization] {
-            let parts = authorization.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else { return .malformedHeader }
-            return .key(parts[1].trimmingCharacters(in: .whitespaces))
+            // `Bearer TOKEN`, the scheme in any case; read as bytes (this runs on every request).
+            let bytes = Array(authorization.utf8)
+            let scheme: [UInt8] = Array("bearer".utf8)
+            guard bytes.count > scheme.count, bytes[scheme.count] == 32,
+                zip(bytes, scheme).allSatisfy({ $0 | 0x20 == $1 })
+            else { return .malformedHeader }
+            return .key(trimmed(bytes[(scheme.count + 1)...]))
         }
-        if let key = headers[.apiKey] { return .key(key.trimmingCharacters(in: .whitespaces)) }
+        if let key = headers[.apiKey] { return .key(trimmed(Array(key.utf8)[...])) }
         if let token = cookie(AccessConfiguration.cookieName, in: headers) { return .cookie(token) }
         return .none
+    }
+
+    static func trimmed(_ bytes: ArraySlice<UInt8>) -> String {
+        var slice = bytes
+        while let first = slice.first, first == 32 || first == 9 { slice = slice.dropFirst() }
+        while let last = slice.last, last == 32 || last == 9 { slice = slice.dropLast() }
+        return String(decoding: slice, as: UTF8.self)
     }
 
     /// A cookie's value from every `Cookie` header line.

@@ -75,7 +75,7 @@ public struct AccessRoutes: Sendable {
             return Self.loggedIn(session, token: secret, configuration: access.configuration)
         }
         routes.add(.init(.get, "/api/auth/whoami", summary: "Who this request is authenticated as", tag: tag, response: "WhoAmI"), to: router) { _, context in
-            try JSONResponse.make(Self.whoami(context.caller))
+            JSONResponse.write(WhoAmI(caller: context.caller), capacity: 256)
         }
         routes.add(.init(.get, "/api/auth/sessions", summary: "Login sessions of the caller's user (admin: all, or ?user_id=)", tag: tag, response: "LoginSessionPage", errors: [422], query: [QueryParameter("user_id", schema: ["type": "string"]), .limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
@@ -134,15 +134,22 @@ public struct AccessRoutes: Sendable {
         }
     }
 
-    static func whoami(_ caller: Caller) -> JSONValue {
-        let expiresAt: JSONValue = caller.expiresAt.map { .string($0.rfc3339) } ?? .null
-        return [
-            "kind": .string(caller.kind.rawValue), "role": .string(caller.role), "principal_id": caller.id.map(JSONValue.string) ?? .null,
-            "user_id": caller.userID.map(JSONValue.string) ?? .null, "deliverer_id": caller.scope("deliverer_id").map(JSONValue.string) ?? .null,
-            "key_id": caller.kind == .apiKey ? caller.credentialID.map(JSONValue.string) ?? .null : .null,
-            "session_id": caller.kind == .loginSession ? caller.credentialID.map(JSONValue.string) ?? .null : .null,
-            "expires_at": expiresAt,
-        ]
+    /// Who the caller is, written straight into the response (every client asks this often).
+    struct WhoAmI: JSONWritable {
+        var caller: Caller
+
+        func write(to writer: inout JSONWriter) {
+            writer.beginObject()
+            writer.field("kind", caller.kind.rawValue)
+            writer.field("role", caller.role)
+            writer.field("principal_id", caller.id)
+            writer.field("user_id", caller.userID)
+            writer.field("deliverer_id", caller.scope("deliverer_id"))
+            writer.field("key_id", caller.kind == .apiKey ? caller.credentialID : nil)
+            writer.field("session_id", caller.kind == .loginSession ? caller.credentialID : nil)
+            writer.field("expires_at", caller.expiresAt)
+            writer.endObject()
+        }
     }
 
     /// The answer that logs a browser in: the cookie, and a 303 to `/`.

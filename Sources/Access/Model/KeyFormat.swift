@@ -35,16 +35,33 @@ public enum KeyFormat {
     /// ADMIN_API_KEY is any string of 32+ characters, so a foreign-looking string of that length
     /// may still be the admin key; anything shorter, or one of ours whose checksum fails, is not.
     public static func shape(of token: String) -> Shape {
+        switch structure(of: token) {
+        case .malformed: return .malformed
+        case .foreign: return .plausible
+        case .ours: return hasValidChecksum(token) ? .plausible : .malformed
+        }
+    }
+
+    enum Structure { case malformed, foreign, ours }
+
+    /// The cheap part of `shape`, without the checksum (a SHA-256): enough to decide whether a
+    /// lookup is worth making. The checksum is checked only when the lookup finds nothing, to tell
+    /// a typo from a key that is not ours.
+    static func structure(of token: String) -> Structure {
         let bytes = token.utf8
         guard (1...512).contains(bytes.count), bytes.allSatisfy({ $0 > 32 && $0 < 127 }) else { return .malformed }
-        if token.hasPrefix(prefix) {
-            guard bytes.count == length else { return .malformed }
-            let body = token.dropFirst(prefix.count).prefix(randomLength)
-            let sum = token.suffix(checksumLength)
-            guard body.utf8.allSatisfy({ alphabet.contains($0) }) else { return .malformed }
-            return checksum(String(body)) == sum ? .plausible : .malformed
-        }
-        return bytes.count >= 32 ? .plausible : .malformed
+        guard token.hasPrefix(prefix) else { return bytes.count >= 32 ? .foreign : .malformed }
+        guard bytes.count == length, bytes.dropFirst(prefix.utf8.count).allSatisfy(isBase62) else { return .malformed }
+        return .ours
+    }
+
+    static func hasValidChecksum(_ token: String) -> Bool {
+        let body = token.dropFirst(prefix.count).prefix(randomLength)
+        return checksum(String(body)) == token.suffix(checksumLength)
+    }
+
+    static func isBase62(_ byte: UInt8) -> Bool {
+        (byte >= 48 && byte <= 57) || (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122)
     }
 
     /// A session or link token: 32 random bytes, base64url without padding (43 characters).
@@ -63,24 +80,29 @@ public enum KeyFormat {
     /// Lower-case hex SHA-256: what is stored in place of every secret.
     public static func hash(_ secret: String) -> String {
         let digest = SHA256.hash(data: Array(secret.utf8))
-        var text = ""
-        text.reserveCapacity(64)
-        for byte in digest {
-            text.append(hexDigits[Int(byte >> 4)])
-            text.append(hexDigits[Int(byte & 0x0F)])
+        return String(unsafeUninitializedCapacity: 64) { buffer in
+            var position = 0
+            for byte in digest {
+                buffer[position] = hexDigits[Int(byte >> 4)]
+                buffer[position + 1] = hexDigits[Int(byte & 0x0F)]
+                position += 2
+            }
+            return position
         }
-        return text
     }
 
-    private static let hexDigits = Array("0123456789abcdef")
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Compares two hashes without stopping at the first difference.
     public static func constantTimeEqual(_ lhs: String, _ rhs: String) -> Bool {
-        let left = Array(lhs.utf8)
-        let right = Array(rhs.utf8)
-        guard left.count == right.count else { return false }
         var difference: UInt8 = 0
-        for index in left.indices { difference |= left[index] ^ right[index] }
+        var left = lhs.utf8.makeIterator()
+        var right = rhs.utf8.makeIterator()
+        while let a = left.next() {
+            guard let b = right.next() else { return false }
+            difference |= a ^ b
+        }
+        guard right.next() == nil else { return false }
         return difference == 0
     }
 

@@ -38,7 +38,7 @@ struct AccessStore: Sendable {
     // MARK: keys
 
     func key(hash: String) async throws -> APIKey? {
-        try await storage.query("SELECT \(AccessSQL.keyColumns) FROM api_keys WHERE key_hash = ?", [.text(hash)]).first.map(AccessSQL.key)
+        try await storage.lookup("SELECT \(AccessSQL.keyColumns) FROM api_keys WHERE key_hash = ?", [.text(hash)]).first.map(AccessSQL.key)
     }
 
     func key(id: String) async throws -> APIKey? {
@@ -118,7 +118,7 @@ struct AccessStore: Sendable {
     }
 
     func loginSession(hash: String) async throws -> LoginSession? {
-        try await storage.query("SELECT \(AccessSQL.sessionColumns) FROM login_sessions WHERE token_hash = ?", [.text(hash)])
+        try await storage.lookup("SELECT \(AccessSQL.sessionColumns) FROM login_sessions WHERE token_hash = ?", [.text(hash)])
             .first.map(AccessSQL.loginSession)
     }
 

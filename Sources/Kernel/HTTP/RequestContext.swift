@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import Logging
 
 /// Who is calling: a principal with a role and the scopes it is limited to. The kernel knows no
@@ -51,11 +52,14 @@ public struct SessiondRequestContext: RequestContext {
     public var caller: Caller = .anonymous
     /// Request bodies over this size are refused with 413 (a route's policy may raise it).
     public var maxUploadSize: Int = 1 << 20
-    /// The peer's IP address (nil in the in-process test framework).
-    public var clientAddress: String?
+    private let channel: any Channel
+
+    /// The peer's IP address (nil in the in-process test framework). Read from the channel only
+    /// when asked (refusals, audits, login), not on every request.
+    public var clientAddress: String? { channel.remoteAddress?.ipAddress }
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
-        self.clientAddress = source.channel.remoteAddress?.ipAddress
+        self.channel = source.channel
     }
 }

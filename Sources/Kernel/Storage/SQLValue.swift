@@ -92,12 +92,15 @@ public enum StorageError: Error, CustomStringConvertible {
     case conflict(String)
     case uniqueViolation(String)
     case closed
+    /// SQLite refused a statement run through its C API (`SQLiteConnection.lookup`).
+    case sqlite(code: Int32, message: String)
 
     public var description: String {
         switch self {
         case .conflict(let sql): "write conflict on: \(sql)"
         case .uniqueViolation(let detail): "unique constraint violated: \(detail)"
         case .closed: "database is closed"
+        case .sqlite(let code, let message): "SQLite error \(code): \(message)"
         }
     }
 }

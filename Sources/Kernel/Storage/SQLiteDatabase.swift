@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import Logging
 import Synchronization
 
@@ -84,6 +85,7 @@ public final class SQLiteDatabase: Sendable {
     let pool: DatabasePool
     private let writer: GroupCommitWriter
     private let checkpointer: WALCheckpointer
+    private let lookups: LookupConnections
 
     public init(path: String, logger: Logger) throws {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -102,6 +104,15 @@ public final class SQLiteDatabase: Sendable {
         self.pool = try DatabasePool(path: path, configuration: configuration)
         self.writer = GroupCommitWriter(pool: pool, logger: logger)
         self.checkpointer = try WALCheckpointer(path: path, logger: logger)
+        self.lookups = LookupConnections(path: path)
+    }
+
+    /// A small indexed read run on the calling thread, outside any transaction, through SQLite's C
+    /// API on a connection of its own: for lookups on every request (an API key, a login session),
+    /// where the pool's hop to a reader thread, its BEGIN/COMMIT and GRDB's boxing of arguments and
+    /// rows cost more than the read itself. Sees every commit made before it started.
+    public func lookup(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
+        try lookups.query(sql, binds)
     }
 
     /// Runs `body` in its own savepoint of the next group commit; returns once the batch is durable.
@@ -122,7 +133,121 @@ public final class SQLiteDatabase: Sendable {
     public func close() {
         writer.stop()
         checkpointer.stop()
+        lookups.close()
         try? pool.close()
+    }
+}
+
+/// Read-only connections for `SQLiteDatabase.lookup`, opened on first use through SQLite's C API,
+/// each with its prepared statements behind a lock of its own. Callers spread over them round-robin,
+/// so two threads rarely wait for the same one.
+final class LookupConnections: Sendable {
+    struct Reader {
+        var handle: OpaquePointer?
+        var statements: [String: OpaquePointer] = [:]
+
+        mutating func statement(_ sql: String, path: String) throws -> (connection: OpaquePointer, statement: OpaquePointer) {
+            let connection = try open(path)
+            if let prepared = statements[sql] { return (connection, prepared) }
+            var prepared: OpaquePointer?
+            let code = sqlite3_prepare_v3(connection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &prepared, nil)
+            guard code == SQLITE_OK, let prepared else {
+                throw StorageError.sqlite(code: code, message: String(cString: sqlite3_errmsg(connection)))
+            }
+            statements[sql] = prepared
+            return (connection, prepared)
+        }
+
+        mutating func open(_ path: String) throws -> OpaquePointer {
+            if let handle { return handle }
+            var opened: OpaquePointer?
+            let code = sqlite3_open_v2(path, &opened, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+            guard code == SQLITE_OK, let opened else {
+                if let opened { sqlite3_close_v2(opened) }
+                throw StorageError.sqlite(code: code, message: "cannot open \(path) for lookups")
+            }
+            sqlite3_busy_timeout(opened, 10_000)
+            handle = opened
+            return opened
+        }
+
+        mutating func close() {
+            for statement in statements.values { sqlite3_finalize(statement) }
+            statements.removeAll()
+            if let handle { sqlite3_close_v2(handle) }
+            handle = nil
+        }
+    }
+
+    final class Slot: Sendable {
+        let reader = Mutex(Reader())
+    }
+
+    private let path: String
+    private let readers: [Slot]
+    private let next = Atomic<Int>(0)
+    private let closed = Atomic<Bool>(false)
+
+    init(path: String, count: Int = 4) {
+        self.path = path
+        self.readers = (0..<max(count, 1)).map { _ in Slot() }
+    }
+
+    func close() {
+        closed.store(true, ordering: .releasing)
+        for slot in readers { slot.reader.withLock { $0.close() } }
+    }
+
+    /// Runs one query on a checked-out connection: bind, step, read, reset.
+    func query(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
+        guard !closed.load(ordering: .acquiring) else { throw StorageError.closed }
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % readers.count
+        let path = path
+        return try readers[index].reader.withLock { reader throws -> [SQLRow] in
+            let (connection, handle) = try reader.statement(sql, path: path)
+            defer {
+                sqlite3_reset(handle)
+                sqlite3_clear_bindings(handle)
+            }
+            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+            for (offset, value) in binds.enumerated() {
+                let index = Int32(offset + 1)
+                let code: Int32
+                switch value {
+                case .null: code = sqlite3_bind_null(handle, index)
+                case .int(let int): code = sqlite3_bind_int64(handle, index, int)
+                case .bool(let bool): code = sqlite3_bind_int64(handle, index, bool ? 1 : 0)
+                case .double(let double): code = sqlite3_bind_double(handle, index, double)
+                case .text(let text): code = sqlite3_bind_text(handle, index, text, -1, transient)
+                }
+                guard code == SQLITE_OK else { throw StorageError.sqlite(code: code, message: String(cString: sqlite3_errmsg(connection))) }
+            }
+            let columns = sqlite3_column_count(handle)
+            var rows: [SQLRow] = []
+            while true {
+                let code = sqlite3_step(handle)
+                if code == SQLITE_DONE { break }
+                guard code == SQLITE_ROW else { throw StorageError.sqlite(code: code, message: String(cString: sqlite3_errmsg(connection))) }
+                var values: [SQLValue] = []
+                values.reserveCapacity(Int(columns))
+                for column in 0..<columns {
+                    switch sqlite3_column_type(handle, column) {
+                    case SQLITE_NULL: values.append(.null)
+                    case SQLITE_INTEGER: values.append(.int(sqlite3_column_int64(handle, column)))
+                    case SQLITE_FLOAT: values.append(.double(sqlite3_column_double(handle, column)))
+                    default:
+                        let count = Int(sqlite3_column_bytes(handle, column))
+                        if let text = sqlite3_column_text(handle, column) {
+                            values.append(.text(String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)))
+                        } else {
+                            values.append(.text(""))
+                        }
+                    }
+                }
+                rows.append(SQLRow(values))
+            }
+            return rows
+        }
     }
 }
 

@@ -55,6 +55,15 @@ public enum Storage: Sendable {
         }
     }
 
+    /// A small indexed read on the request path (a credential's row). SQLite: on the calling thread,
+    /// outside a transaction (see `SQLiteDatabase.lookup`); PostgreSQL: an ordinary query.
+    public func lookup(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        switch self {
+        case .sqlite(let db): try db.lookup(sql, binds)
+        case .postgres(let db): try await db.read { connection in try await connection.query(sql, binds) }
+        }
+    }
+
     /// Runs statements in one durable transaction (group-committed on SQLite).
     public func write(_ statements: [SQLStatement]) async throws {
         switch self {
