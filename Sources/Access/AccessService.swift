@@ -52,6 +52,27 @@ public final class AccessService: Sendable {
     private let lastUsed = Mutex<[String: Int64]>([:])
     public let keyLimiter: RateLimiter
     public let failureLimiter: RateLimiter
+    /// PostgreSQL: credentials are cached, checked against the revocation epoch that concurrent
+    /// requests read together (a round trip per request cost most of a request). SQLite: each
+    /// request reads its credential's row directly; on the calling thread that is cheaper still.
+    private let watch: RevocationWatch?
+    private let cache = Mutex<CredentialCache>(CredentialCache())
+
+    struct CredentialCache {
+        var epoch: Int64 = -1
+        var keys: [String: APIKey] = [:]
+        var sessions: [String: LoginSession] = [:]
+        static let capacity = 50_000
+
+        /// Forgets everything when the epoch moved (a revocation somewhere) or the cache is full.
+        mutating func align(to epoch: Int64) {
+            if epoch != self.epoch || keys.count + sessions.count > Self.capacity {
+                keys.removeAll()
+                sessions.removeAll()
+                self.epoch = epoch
+            }
+        }
+    }
 
     public init(storage: Storage, clock: WallClock, ids: IDGenerator, configuration: AccessConfiguration, logger: Logger) {
         self.store = AccessStore(storage: storage)
@@ -61,6 +82,43 @@ public final class AccessService: Sendable {
         self.configuration = configuration
         self.keyLimiter = RateLimiter(perSecond: configuration.rateLimitPerSecond, burst: configuration.rateLimitBurst)
         self.failureLimiter = RateLimiter(perSecond: configuration.authFailuresPerSecond, burst: configuration.authFailureBurst)
+        let store = self.store
+        self.watch = storage.dialect == .postgres ? RevocationWatch { try await store.epoch() } : nil
+    }
+
+    /// The key stored under `hash`: from the cache when no revocation happened since it was read.
+    func storedKey(hash: String) async throws -> APIKey? {
+        guard let watch else { return try await store.key(hash: hash) }
+        let epoch = try await watch.current()
+        if let cached = cache.withLock({ cache -> APIKey? in
+            cache.align(to: epoch)
+            return cache.keys[hash]
+        }) {
+            return cached
+        }
+        // Read after the epoch: a revocation committed after this read bumps the epoch again.
+        guard let key = try await store.key(hash: hash) else { return nil }
+        cache.withLock { cache in if cache.epoch == epoch { cache.keys[hash] = key } }
+        return key
+    }
+
+    /// The login session stored under `hash`, cached like keys; `fresh` skips the cache.
+    func storedSession(hash: String, fresh: Bool = false) async throws -> LoginSession? {
+        guard let watch else { return try await store.loginSession(hash: hash) }
+        let epoch = try await watch.current()
+        if !fresh, let cached = cache.withLock({ cache -> LoginSession? in
+            cache.align(to: epoch)
+            return cache.sessions[hash]
+        }) {
+            return cached
+        }
+        guard let session = try await store.loginSession(hash: hash) else { return nil }
+        cache.withLock { cache in if cache.epoch == epoch { cache.sessions[hash] = session } }
+        return session
+    }
+
+    func rememberTouch(hash: String, at now: Timestamp) {
+        cache.withLock { cache in cache.sessions[hash]?.lastSeenAt = now }
     }
 
     public static var migrations: [Migration] { AccessSQL.migrations }
@@ -122,7 +180,7 @@ public final class AccessService: Sendable {
         if let admin = adminHash.withLock({ $0 }), KeyFormat.constantTimeEqual(hash, admin) {
             return Caller(kind: .apiKey, id: "admin", credentialID: "admin", role: AccessRole.admin.rawValue)
         }
-        guard let key = try await store.key(hash: hash), KeyFormat.constantTimeEqual(key.hash, hash) else {
+        guard let key = try await storedKey(hash: hash), KeyFormat.constantTimeEqual(key.hash, hash) else {
             // Nothing stored under it: a typo of one of ours (its checksum fails), or a wrong key.
             if structure == .ours, !KeyFormat.hasValidChecksum(token) { throw AccessError.malformedKey }
             throw AccessError.invalidKey
@@ -136,16 +194,22 @@ public final class AccessService: Sendable {
     public func authenticateCookie(_ token: String, now: Timestamp) async throws -> LoginSession {
         guard KeyFormat.isTokenShaped(token) else { throw AccessError.malformedSession }
         let hash = KeyFormat.hash(token)
-        guard let session = try await store.loginSession(hash: hash), KeyFormat.constantTimeEqual(session.tokenHash, hash) else {
+        guard var session = try await storedSession(hash: hash), KeyFormat.constantTimeEqual(session.tokenHash, hash) else {
             throw AccessError.invalidSession
         }
         if session.revoked { throw AccessError.revokedSession }
         if session.expiresAt <= now { throw AccessError.expiredSession }
         let idle = configuration.loginIdleTimeoutSeconds * 1000
+        if now.milliseconds - session.lastSeenAt.milliseconds > idle, watch != nil {
+            // Another server may have seen it since this one cached it: decide on the stored row.
+            session = try await storedSession(hash: hash, fresh: true) ?? session
+            if session.revoked { throw AccessError.revokedSession }
+        }
         if now.milliseconds - session.lastSeenAt.milliseconds > idle { throw AccessError.expiredSession }
         // last_seen_at is written at most every minute (or every quarter of the idle timeout).
         if now.milliseconds - session.lastSeenAt.milliseconds >= min(60_000, idle / 4) {
             try await store.touchLoginSession(id: session.id, at: now)
+            rememberTouch(hash: hash, at: now)
         }
         return session
     }
@@ -245,7 +309,7 @@ public final class AccessService: Sendable {
         let now = clock.now()
         do {
             try await store.write([
-                AccessStore.revokeKey(id, at: now),
+                AccessStore.revokeKey(id, at: now), AccessSQL.bumpEpoch,
                 audit(AuditAction.keyRevoked, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id)], at: now, ip: ip),
             ])
         } catch StorageError.conflict {
@@ -268,7 +332,7 @@ public final class AccessService: Sendable {
         do {
             try await store.write([
                 AccessSQL.insertKey(key, createdBy: caller.id),
-                AccessStore.revokeKey(id, at: now, replacedBy: key.id),
+                AccessStore.revokeKey(id, at: now, replacedBy: key.id), AccessSQL.bumpEpoch,
                 audit(AuditAction.keyRotated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id), "new_key_id": .string(key.id)], at: now, ip: ip),
             ])
         } catch StorageError.conflict {
@@ -376,7 +440,7 @@ public final class AccessService: Sendable {
         guard !session.revoked else { return session }
         let now = clock.now()
         try await store.write([
-            AccessStore.revokeLoginSession(id: id, at: now),
+            AccessStore.revokeLoginSession(id: id, at: now), AccessSQL.bumpEpoch,
             audit(AuditAction.sessionRevoked, .success, userID: session.userID, caller: caller, details: ["session_id": .string(id)], at: now, ip: ip),
         ])
         session.revoked = true
@@ -396,7 +460,7 @@ public final class AccessService: Sendable {
             let targets = page.items.filter { !$0.revoked && $0.id != current }
             if !targets.isEmpty {
                 try await store.write(
-                    targets.map { AccessStore.revokeLoginSession(id: $0.id, at: now) } + targets.map {
+                    [AccessSQL.bumpEpoch] + targets.map { AccessStore.revokeLoginSession(id: $0.id, at: now) } + targets.map {
                         audit(AuditAction.sessionRevoked, .success, userID: $0.userID, caller: caller, details: ["session_id": .string($0.id), "reason": "revoke-others"], at: now, ip: ip)
                     })
             }
@@ -411,7 +475,7 @@ public final class AccessService: Sendable {
         guard caller.kind == .loginSession, let id = caller.credentialID else { throw AccessError.notLoginSession }
         let now = clock.now()
         try await store.write([
-            AccessStore.revokeLoginSession(id: id, at: now),
+            AccessStore.revokeLoginSession(id: id, at: now), AccessSQL.bumpEpoch,
             audit(AuditAction.logout, .success, userID: caller.userID, caller: caller, details: ["session_id": .string(id)], at: now, ip: ip),
         ])
     }

@@ -383,11 +383,13 @@ struct AccessTests {
 
     @Test("the per-key rate limit answers 429 with Retry-After and RateLimit headers; other keys are unaffected")
     func rateLimit() async throws {
-        try await withApp(configure: {
+        // The test's clock stands still: no token comes back while it runs, however slow the machine.
+        let clock = ManualClock()
+        try await withApp(clock: clock.wallClock, configure: {
             $0.access.rateLimitPerSecond = 1
             $0.access.rateLimitBurst = 20
         }) { client, _ in
-            let keys = try await AccessKeys.make(client)
+            let keys = try await AccessKeys.make(client, clock: clock)
             var statuses: [UInt] = []
             var limited: TestResponse?
             for _ in 0..<23 {

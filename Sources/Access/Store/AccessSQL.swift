@@ -94,8 +94,17 @@ enum AccessSQL {
                 """,
                 "CREATE INDEX submissions_status ON submissions (status, created_at)",
                 "CREATE INDEX submissions_user_id ON submissions (user_id, id)",
-            ])
+            ]),
+        Migration(
+            version: 202, name: "access: revocation epoch",
+            shared: [
+                "CREATE TABLE access_epoch (id INTEGER PRIMARY KEY, epoch BIGINT NOT NULL)",
+                "INSERT INTO access_epoch (id, epoch) VALUES (1, 0)",
+            ]),
     ]
+
+    /// Bumped in the transaction of every revocation, so that servers caching credentials notice.
+    static let bumpEpoch = SQLStatement("UPDATE access_epoch SET epoch = epoch + 1 WHERE id = 1")
 
     static let keyColumns = "key_id, name, role, user_id, deliverer_id, prefix, key_hash, created_at, expires_at, revoked_at, last_used_at, replaced_by"
 

@@ -35,6 +35,10 @@ struct AccessStore: Sendable {
         ])
     }
 
+    func epoch() async throws -> Int64 {
+        try await storage.lookup("SELECT epoch FROM access_epoch WHERE id = 1").first?.int(0) ?? 0
+    }
+
     // MARK: keys
 
     func key(hash: String) async throws -> APIKey? {

@@ -1,0 +1,65 @@
+import Kernel
+import Synchronization
+
+/// The database's revocation epoch, read so that every request sees every revocation committed
+/// before it arrived, by one read shared among the requests that wait at the same time.
+///
+/// Each revocation (a key revoked or rotated, a login session ended) bumps `access_epoch` in its own
+/// transaction. A request asks for the epoch from a read that *started after the request arrived*:
+/// when none is running, it starts one; when one is running (it started earlier, so it may have
+/// missed a revocation), the request waits for the next, which starts as soon as that one ends.
+/// Under load one read serves every request that arrived while the previous one ran, so a
+/// credential check costs a fraction of a query instead of one query per request, and a
+/// revocation by any server counts at once on every server.
+final class RevocationWatch: Sendable {
+    private struct State {
+        /// Reads started so far; the running read, if any, has this number.
+        var started = 0
+        var running = false
+        /// Requests waiting for a read numbered at least `needed`.
+        var waiters: [(needed: Int, continuation: CheckedContinuation<Int64, any Error>)] = []
+    }
+
+    private let state = Mutex(State())
+    private let read: @Sendable () async throws -> Int64
+
+    init(read: @escaping @Sendable () async throws -> Int64) {
+        self.read = read
+    }
+
+    /// The epoch as of a read that began after this call.
+    func current() async throws -> Int64 {
+        try await withCheckedThrowingContinuation { continuation in
+            let start = state.withLock { state -> Int? in
+                if state.running {
+                    state.waiters.append((state.started + 1, continuation))
+                    return nil
+                }
+                state.started += 1
+                state.running = true
+                state.waiters.append((state.started, continuation))
+                return state.started
+            }
+            if let start { launch(start) }
+        }
+    }
+
+    private func launch(_ number: Int) {
+        Task {
+            let result: Result<Int64, any Error>
+            do { result = .success(try await read()) } catch { result = .failure(error) }
+            let (ready, next) = state.withLock { state -> ([CheckedContinuation<Int64, any Error>], Int?) in
+                let ready = state.waiters.filter { $0.needed <= number }.map(\.continuation)
+                state.waiters.removeAll { $0.needed <= number }
+                if state.waiters.isEmpty {
+                    state.running = false
+                    return (ready, nil)
+                }
+                state.started += 1
+                return (ready, state.started)
+            }
+            for continuation in ready { continuation.resume(with: result) }
+            if let next { launch(next) }
+        }
+    }
+}
