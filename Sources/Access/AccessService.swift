@@ -88,33 +88,32 @@ public final class AccessService: Sendable {
 
     /// The key stored under `hash`: from the cache when no revocation happened since it was read.
     func storedKey(hash: String) async throws -> APIKey? {
-        guard let watch else { return try await store.key(hash: hash) }
-        let epoch = try await watch.current()
-        if let cached = cache.withLock({ cache -> APIKey? in
-            cache.align(to: epoch)
-            return cache.keys[hash]
-        }) {
-            return cached
-        }
-        // Read after the epoch: a revocation committed after this read bumps the epoch again.
-        guard let key = try await store.key(hash: hash) else { return nil }
-        cache.withLock { cache in if cache.epoch == epoch { cache.keys[hash] = key } }
-        return key
+        try await cached(hash, in: \.keys) { try await store.key(hash: hash) }
     }
 
     /// The login session stored under `hash`, cached like keys; `fresh` skips the cache.
     func storedSession(hash: String, fresh: Bool = false) async throws -> LoginSession? {
-        guard let watch else { return try await store.loginSession(hash: hash) }
+        try await cached(hash, in: \.sessions, fresh: fresh) { try await store.loginSession(hash: hash) }
+    }
+
+    /// A credential's row: on SQLite always read; on PostgreSQL from the cache unless the epoch
+    /// moved. The row is read after the epoch, so a revocation committed after that read bumps the
+    /// epoch again and the next request reads the row anew.
+    private func cached<Row: Sendable>(
+        _ hash: String, in table: WritableKeyPath<CredentialCache, [String: Row]>, fresh: Bool = false,
+        load: () async throws -> Row?
+    ) async throws -> Row? {
+        guard let watch else { return try await load() }
         let epoch = try await watch.current()
-        if !fresh, let cached = cache.withLock({ cache -> LoginSession? in
+        if !fresh, let hit = cache.withLock({ cache -> Row? in
             cache.align(to: epoch)
-            return cache.sessions[hash]
+            return cache[keyPath: table][hash]
         }) {
-            return cached
+            return hit
         }
-        guard let session = try await store.loginSession(hash: hash) else { return nil }
-        cache.withLock { cache in if cache.epoch == epoch { cache.sessions[hash] = session } }
-        return session
+        guard let row = try await load() else { return nil }
+        cache.withLock { cache in if cache.epoch == epoch { cache[keyPath: table][hash] = row } }
+        return row
     }
 
     func rememberTouch(hash: String, at now: Timestamp) {

@@ -51,8 +51,8 @@ public func buildApplication(
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
         services: [
             StorageService(storage: storage),
-            IdempotencyJanitor(store: idempotency, clock: clock, logger: logger),
-            AccessHousekeeping(access: access, logger: logger),
+            IdempotencyJanitor.service(store: idempotency, clock: clock, logger: logger),
+            AccessHousekeeping.service(access: access, logger: logger),
             SubmissionWorker(
                 service: submissions, wakeUps: wakeUps, name: "worker-" + ids.make(), leaseSeconds: configuration.access.submissionLeaseSeconds,
                 logger: logger),

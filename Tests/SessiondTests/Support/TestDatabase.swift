@@ -80,14 +80,19 @@ actor PostgresTemplate {
     private static func makeTemplate(admin: PostgresLocation) async throws -> String {
         let name = "sessiond_tmpl_\(ProcessInfo.processInfo.processIdentifier)_\(Int(Date().timeIntervalSince1970))"
         try await TestDatabase.withPostgres(admin) { db in
-            // Databases an earlier, interrupted run of this suite left behind; only on a server on
-            // this machine, never on a shared one the URL might name.
+            // Databases an earlier, interrupted run of this suite left behind: only on a server on
+            // this machine (never on a shared one the URL might name), and only those made more than
+            // two hours ago (their names end in their creation time), so a run going on beside this
+            // one keeps its own.
             if TestDatabase.isLocal(admin) {
                 let old = try await db.read { sql in
                     try await sql.query("SELECT datname FROM pg_database WHERE datname LIKE 'sessiond\\_t\\_%' OR datname LIKE 'sessiond\\_tmpl\\_%'")
                 }
+                let cutoff = Int(Date().timeIntervalSince1970) - 7200
                 for row in old {
-                    try? await db.read { sql in try await sql.execute("DROP DATABASE IF EXISTS \"\(try row.string(0))\" WITH (FORCE)") }
+                    let name = try row.string(0)
+                    guard let made = name.split(separator: "_").last.flatMap({ Int($0) }), made < cutoff else { continue }
+                    try? await db.read { sql in try await sql.execute("DROP DATABASE IF EXISTS \"\(name)\" WITH (FORCE)") }
                 }
             }
             try await db.read { sql in try await sql.execute("CREATE DATABASE \"\(name)\"") }
