@@ -52,9 +52,9 @@ public final class AccessService: Sendable {
     private let lastUsed = Mutex<[String: Int64]>([:])
     public let keyLimiter: RateLimiter
     public let failureLimiter: RateLimiter
-    /// PostgreSQL: credentials are cached, checked against the revocation epoch that concurrent
-    /// requests read together (a round trip per request cost most of a request). SQLite: each
-    /// request reads its credential's row directly; on the calling thread that is cheaper still.
+    /// Credentials are cached and checked against the revocation epoch that concurrent requests
+    /// read together: on PostgreSQL a round trip per request cost most of a request, and on SQLite
+    /// it halved authentication's CPU again (docs/BENCHMARKS.md). Nil reads every row each time.
     private let watch: RevocationWatch?
     private let cache = Mutex<CredentialCache>(CredentialCache())
 
@@ -83,7 +83,7 @@ public final class AccessService: Sendable {
         self.keyLimiter = RateLimiter(perSecond: configuration.rateLimitPerSecond, burst: configuration.rateLimitBurst)
         self.failureLimiter = RateLimiter(perSecond: configuration.authFailuresPerSecond, burst: configuration.authFailureBurst)
         let store = self.store
-        self.watch = storage.dialect == .postgres ? RevocationWatch { try await store.epoch() } : nil
+        self.watch = RevocationWatch { try await store.epoch() }
     }
 
     /// The key stored under `hash`: from the cache when no revocation happened since it was read.
@@ -96,8 +96,7 @@ public final class AccessService: Sendable {
         try await cached(hash, in: \.sessions, fresh: fresh) { try await store.loginSession(hash: hash) }
     }
 
-    /// A credential's row: on SQLite always read; on PostgreSQL from the cache unless the epoch
-    /// moved. The row is read after the epoch, so a revocation committed after that read bumps the
+    /// A credential's row, from the cache unless the epoch moved since it was read. The row is read after the epoch, so a revocation committed after that read bumps the
     /// epoch again and the next request reads the row anew.
     private func cached<Row: Sendable>(
         _ hash: String, in table: WritableKeyPath<CredentialCache, [String: Row]>, fresh: Bool = false,
