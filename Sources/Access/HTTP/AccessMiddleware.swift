@@ -29,10 +29,10 @@ public struct AccessMiddleware: RouterMiddleware {
         guard needsKey else { return try await next(request, context) }
 
         let now = clock.now()
-        let address = context.clientAddress ?? "unknown"
         let credential = Self.credential(request.headers)
-        if credential != .none, access.failureLimiter.isEnabled {
-            let budget = access.failureLimiter.peek(address, nowMilliseconds: now.milliseconds)
+        // The peer's address is read only once some address has failed to authenticate.
+        if credential != .none, access.failureLimiter.isEnabled, !access.failureLimiter.isIdle {
+            let budget = access.failureLimiter.peek(context.clientAddress ?? "unknown", nowMilliseconds: now.milliseconds)
             if !budget.allowed { throw AccessError.authThrottled(retryAfter: budget.retryAfter) }
         }
         let caller: Caller
@@ -40,7 +40,9 @@ public struct AccessMiddleware: RouterMiddleware {
             caller = try await access.authenticate(credential, now: now)
         } catch let error as AccessError {
             if credential != .none {
-                if access.failureLimiter.isEnabled { _ = access.failureLimiter.take(address, nowMilliseconds: now.milliseconds) }
+                if access.failureLimiter.isEnabled {
+                    _ = access.failureLimiter.take(context.clientAddress ?? "unknown", nowMilliseconds: now.milliseconds)
+                }
                 await access.record(
                     AuditAction.authenticationFailed, .failure, userID: nil, caller: nil,
                     details: ["reason": .string(error.problem.slug), "method": .string(request.method.rawValue), "path": .string(request.uri.path)],

@@ -31,6 +31,9 @@ public final class RateLimiter: Sendable {
 
     public var isEnabled: Bool { perSecond > 0 }
 
+    /// No bucket yet: nothing has been taken since start (a check cheaper than `peek`).
+    public var isIdle: Bool { buckets.withLock { $0.isEmpty } }
+
     /// Takes one token for `name`, or says how long to wait.
     public func take(_ name: String, nowMilliseconds now: Int64) -> Decision {
         buckets.withLock { buckets in
