@@ -12,12 +12,18 @@ import Synchronization
 /// credential check costs a fraction of a query instead of one query per request, and a
 /// revocation by any server counts at once on every server.
 final class RevocationWatch: Sendable {
+    /// What a waiting request is told: the epoch, or that it is to run the next read itself.
+    private enum Turn: Sendable {
+        case epoch(Int64)
+        case lead(Int)
+    }
+
     private struct State {
         /// Reads started so far; the running read, if any, has this number.
         var started = 0
         var running = false
         /// Requests waiting for a read numbered at least `needed`.
-        var waiters: [(needed: Int, continuation: CheckedContinuation<Int64, any Error>)] = []
+        var waiters: [(needed: Int, continuation: CheckedContinuation<Turn, any Error>)] = []
     }
 
     private let state = Mutex(State())
@@ -27,39 +33,42 @@ final class RevocationWatch: Sendable {
         self.read = read
     }
 
-    /// The epoch as of a read that began after this call.
+    /// The epoch as of a read that began after this call. The request that finds no read running
+    /// runs one itself (no task of its own, no hop); the others wait for it, or for the next one,
+    /// which one of them is asked to run.
     func current() async throws -> Int64 {
-        try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLock { state -> Int? in
+        let turn = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Turn, any Error>) in
+            let lead = state.withLock { state -> Int? in
                 if state.running {
                     state.waiters.append((state.started + 1, continuation))
                     return nil
                 }
                 state.started += 1
                 state.running = true
-                state.waiters.append((state.started, continuation))
                 return state.started
             }
-            if let start { launch(start) }
+            if let lead { continuation.resume(returning: .lead(lead)) }
         }
-    }
-
-    private func launch(_ number: Int) {
-        Task {
+        switch turn {
+        case .epoch(let epoch):
+            return epoch
+        case .lead(let number):
             let result: Result<Int64, any Error>
             do { result = .success(try await read()) } catch { result = .failure(error) }
-            let (ready, next) = state.withLock { state -> ([CheckedContinuation<Int64, any Error>], Int?) in
+            let (ready, next) = state.withLock { state -> ([CheckedContinuation<Turn, any Error>], (Int, CheckedContinuation<Turn, any Error>)?) in
                 let ready = state.waiters.filter { $0.needed <= number }.map(\.continuation)
                 state.waiters.removeAll { $0.needed <= number }
-                if state.waiters.isEmpty {
+                guard !state.waiters.isEmpty else {
                     state.running = false
                     return (ready, nil)
                 }
+                // Those left arrived while this read ran: the first of them runs the next one.
                 state.started += 1
-                return (ready, state.started)
+                return (ready, (state.started, state.waiters.removeFirst().continuation))
             }
-            for continuation in ready { continuation.resume(with: result) }
-            if let next { launch(next) }
+            for continuation in ready { continuation.resume(with: result.map(Turn.epoch)) }
+            if let (number, leader) = next { leader.resume(returning: .lead(number)) }
+            return try result.get()
         }
     }
 }
