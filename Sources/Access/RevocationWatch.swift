@@ -19,9 +19,11 @@ final class RevocationWatch: Sendable {
     }
 
     private struct State {
-        /// Reads started so far; the running read, if any, has this number.
+        /// Reads numbered so far; the running read, if any, has this number.
         var started = 0
         var running = false
+        /// The numbered read has not been sent yet: a request arriving now may join it.
+        var collecting = false
         /// Requests waiting for a read numbered at least `needed`.
         var waiters: [(needed: Int, continuation: CheckedContinuation<Turn, any Error>)] = []
     }
@@ -40,11 +42,12 @@ final class RevocationWatch: Sendable {
         let turn = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Turn, any Error>) in
             let lead = state.withLock { state -> Int? in
                 if state.running {
-                    state.waiters.append((state.started + 1, continuation))
+                    state.waiters.append((state.collecting ? state.started : state.started + 1, continuation))
                     return nil
                 }
                 state.started += 1
                 state.running = true
+                state.collecting = true
                 return state.started
             }
             if let lead { continuation.resume(returning: .lead(lead)) }
@@ -53,6 +56,10 @@ final class RevocationWatch: Sendable {
         case .epoch(let epoch):
             return epoch
         case .lead(let number):
+            // Let the requests already on their way join this read before it is sent; from the
+            // moment it is sent, newcomers wait for the next one.
+            await Task.yield()
+            state.withLock { $0.collecting = false }
             let result: Result<Int64, any Error>
             do { result = .success(try await read()) } catch { result = .failure(error) }
             let (ready, next) = state.withLock { state -> ([CheckedContinuation<Turn, any Error>], (Int, CheckedContinuation<Turn, any Error>)?) in
@@ -64,6 +71,7 @@ final class RevocationWatch: Sendable {
                 }
                 // Those left arrived while this read ran: the first of them runs the next one.
                 state.started += 1
+                state.collecting = true
                 return (ready, (state.started, state.waiters.removeFirst().continuation))
             }
             for continuation in ready { continuation.resume(with: result.map(Turn.epoch)) }
