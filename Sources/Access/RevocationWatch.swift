@@ -6,11 +6,11 @@ import Synchronization
 ///
 /// Each revocation (a key revoked or rotated, a login session ended) bumps `access_epoch` in its own
 /// transaction. A request asks for the epoch from a read that *started after the request arrived*:
-/// when none is running, it starts one; when one is running (it started earlier, so it may have
-/// missed a revocation), the request waits for the next, which starts as soon as that one ends.
-/// Under load one read serves every request that arrived while the previous one ran, so a
-/// credential check costs a fraction of a query instead of one query per request, and a
-/// revocation by any server counts at once on every server.
+/// when none is running, it runs one itself; when one is about to be sent, it joins it; when one
+/// is already sent (it may have missed a revocation), it waits for the next, which one of the
+/// waiters runs as soon as that one ends. Under load one read serves every request that arrived
+/// while the previous one ran, so a credential check costs a fraction of a query instead of one
+/// query per request, and a revocation by any server counts at once on every server.
 final class RevocationWatch: Sendable {
     /// What a waiting request is told: the epoch, or that it is to run the next read itself.
     private enum Turn: Sendable {
