@@ -145,7 +145,6 @@ public final class AccessService: Sendable {
             return key
         }
         // Another server made it first; its operator saw that key.
-        adminHash.withLock { $0 = nil }
         let stored = try await store.setting(Self.adminHashSetting)
         adminHash.withLock { $0 = stored }
         return nil
@@ -153,9 +152,6 @@ public final class AccessService: Sendable {
 
     /// The caller authenticated with `ADMIN_API_KEY` itself (not an admin-role API key).
     public func isBootstrapAdmin(_ caller: Caller) -> Bool { caller.kind == .apiKey && caller.credentialID == "admin" }
-
-    /// Admin-key hash currently in force (tests and the CLI).
-    var currentAdminHash: String? { adminHash.withLock { $0 } }
 
     // MARK: authentication
 
