@@ -48,6 +48,7 @@ let package = Package(
                 "Kernel",
                 "Delivery",
                 "Access",
+                "Events",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,6 +95,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Events: the event log's readers over HTTP (pages and Server-Sent Events); webhooks next.
+        .target(
+            name: "Events",
+            dependencies: [
+                "Kernel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SessiondTests",
             dependencies: [
@@ -101,6 +114,7 @@ let package = Package(
                 "Kernel",
                 "Delivery",
                 "Access",
+                "Events",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

@@ -1,5 +1,6 @@
 import Foundation
 import Kernel
+import NIOCore
 import Logging
 import Synchronization
 
@@ -74,8 +75,17 @@ public final class AccessService: Sendable {
         }
     }
 
-    public init(storage: Storage, clock: WallClock, ids: IDGenerator, configuration: AccessConfiguration, logger: Logger) {
+    /// Events of key changes go to the log in the change's transaction; this wakes its readers.
+    let events: EventLog
+    let didCommitEvents: @Sendable () -> Void
+
+    public init(
+        storage: Storage, clock: WallClock, ids: IDGenerator, configuration: AccessConfiguration, logger: Logger,
+        didCommitEvents: @escaping @Sendable () -> Void = {}
+    ) {
         self.store = AccessStore(storage: storage)
+        self.events = EventLog(dialect: storage.dialect)
+        self.didCommitEvents = didCommitEvents
         self.clock = clock
         self.ids = ids
         self.logger = logger
@@ -272,10 +282,12 @@ public final class AccessService: Sendable {
             id: ids.make(), name: name, role: role, userID: role.needsUserID || role == .admin ? userID : nil,
             delivererID: role.needsDelivererID ? delivererID : nil, prefix: String(secret.prefix(KeyFormat.displayedLength)),
             hash: KeyFormat.hash(secret), createdAt: now, expiresAt: expiresAt, revokedAt: nil, lastUsedAt: nil, replacedBy: nil)
-        try await store.write([
-            AccessSQL.insertKey(key, createdBy: caller.id),
-            audit(AuditAction.keyCreated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(key.id), "role": .string(role.rawValue), "name": .string(name)], at: now, ip: ip),
-        ])
+        try await store.write(
+            [
+                AccessSQL.insertKey(key, createdBy: caller.id),
+                audit(AuditAction.keyCreated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(key.id), "role": .string(role.rawValue), "name": .string(name)], at: now, ip: ip),
+            ] + events.append([keyEvent("access.key.created", key, caller: caller, at: now)]))
+        didCommitEvents()
         return (key, secret)
     }
 
@@ -302,13 +314,15 @@ public final class AccessService: Sendable {
         guard !key.revoked else { return key }
         let now = clock.now()
         do {
-            try await store.write([
-                AccessStore.revokeKey(id, at: now), AccessSQL.bumpEpoch,
-                audit(AuditAction.keyRevoked, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id)], at: now, ip: ip),
-            ])
+            try await store.write(
+                [
+                    AccessStore.revokeKey(id, at: now), AccessSQL.bumpEpoch,
+                    audit(AuditAction.keyRevoked, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id)], at: now, ip: ip),
+                ] + events.append([keyEvent("access.key.revoked", key, caller: caller, at: now)]))
         } catch StorageError.conflict {
             return try await self.key(id, caller: caller)  // revoked meanwhile
         }
+        didCommitEvents()
         key.revokedAt = now
         return key
     }
@@ -324,15 +338,40 @@ public final class AccessService: Sendable {
             prefix: String(secret.prefix(KeyFormat.displayedLength)), hash: KeyFormat.hash(secret), createdAt: now,
             expiresAt: old.expiresAt.flatMap { $0 > now ? $0 : nil }, revokedAt: nil, lastUsedAt: nil, replacedBy: nil)
         do {
-            try await store.write([
-                AccessSQL.insertKey(key, createdBy: caller.id),
-                AccessStore.revokeKey(id, at: now, replacedBy: key.id), AccessSQL.bumpEpoch,
-                audit(AuditAction.keyRotated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id), "new_key_id": .string(key.id)], at: now, ip: ip),
-            ])
+            try await store.write(
+                [
+                    AccessSQL.insertKey(key, createdBy: caller.id),
+                    AccessStore.revokeKey(id, at: now, replacedBy: key.id), AccessSQL.bumpEpoch,
+                    audit(AuditAction.keyRotated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id), "new_key_id": .string(key.id)], at: now, ip: ip),
+                ] + events.append([
+                    keyEvent("access.key.created", key, caller: caller, at: now), keyEvent("access.key.revoked", old, caller: caller, at: now),
+                ]))
         } catch StorageError.conflict {
             throw Problem.conflict("key-revoked", "Key \(id) was revoked meanwhile.", title: "Key revoked")
         }
+        didCommitEvents()
         return (key, secret)
+    }
+
+    /// Every type this module emits, with what it means (`GET /api/events/types`).
+    public static let eventTypes: [(type: String, summary: String)] = [
+        ("access.key.created", "An API key was created (or made by a rotation); never its secret."),
+        ("access.key.revoked", "An API key was revoked (or replaced by a rotation)."),
+    ]
+
+    /// A key's event: admins read it (keys are the admin's to manage); never the secret.
+    func keyEvent(_ type: String, _ key: APIKey, caller: Caller, at now: Timestamp) -> NewEvent {
+        var data = JSONWriter(capacity: 256)
+        data.beginObject()
+        data.field("key_id", key.id)
+        data.field("name", key.name)
+        data.field("role", key.role.rawValue)
+        data.field("prefix", key.prefix)
+        data.field("user_id", key.userID)
+        data.field("deliverer_id", key.delivererID)
+        data.field("actor_id", caller.id)
+        data.endObject()
+        return NewEvent(type: type, createdAt: now, data: String(buffer: data.buffer))
     }
 
     // MARK: login links and sessions

@@ -5,13 +5,13 @@ import NIOCore
 /// The delivery sessions service: every rule runs here (through `DeliveryAggregate`'s rules inside
 /// the store's write transaction); handlers only decode, call, encode.
 public struct DeliveryService: Sendable {
-    let store: any DeliveryStore
+    let store: DeliveryStore
     let clock: WallClock
     let ids: IDGenerator
     /// `GET /api/sessions/{id}` answers as encoded bytes, keyed by the version every write bumps.
     let documents: VersionedCache<ByteBuffer>
 
-    public init(store: any DeliveryStore, clock: WallClock, ids: IDGenerator, documentCacheCapacity: Int = 1024) {
+    public init(store: DeliveryStore, clock: WallClock, ids: IDGenerator, documentCacheCapacity: Int = 1024) {
         self.store = store
         self.clock = clock
         self.ids = ids
@@ -19,6 +19,20 @@ public struct DeliveryService: Sendable {
     }
 
     public static var migrations: [Migration] { DeliverySQL.migrations }
+
+    /// The store of delivery sessions on `storage` (the kernel's aggregate store with this module's schema).
+    public static func makeStore(
+        _ storage: Storage, cacheCapacity: Int = 4096, readStaleness: Duration = .seconds(1), didCommitEvents: @escaping @Sendable () -> Void = {}
+    ) -> DeliveryStore {
+        DeliveryStore(storage: storage, schema: DeliverySchema(), cacheCapacity: cacheCapacity, readStaleness: readStaleness, didCommitEvents: didCommitEvents)
+    }
+
+    /// Drops cached sessions that events show were changed (by another server) since they were read.
+    public func invalidate(by events: [Event]) {
+        for event in events where event.type.hasPrefix("delivery.") {
+            if let sessionID = event.sessionID, let version = event.version { store.invalidate(sessionID, below: version) }
+        }
+    }
 
     // MARK: writes
 
@@ -30,7 +44,7 @@ public struct DeliveryService: Sendable {
         if let name, name.count > 200 { throw DeliveryError.invalid(field: "name", detail: "name is longer than 200 characters.") }
         try DeliveryAccess.authorizeCreate(caller, userID: userID)
         let aggregate = DeliveryAggregate.new(id: ids.make(), userID: userID, name: name, at: clock.now(), actor: caller.id)
-        try await store.create(aggregate)
+        try await store.create(aggregate, output: aggregate.session)
         return aggregate.session
     }
 
@@ -41,18 +55,20 @@ public struct DeliveryService: Sendable {
         alongside: @escaping @Sendable (AddPackagesOutcome) -> [SQLStatement] = { _ in [] }
     ) async throws -> AddPackagesOutcome {
         let (clock, ids) = (clock, ids)
-        return try await store.update(sessionID, alongside: alongside) { aggregate in
+        return try await store.update(sessionID, alongside: alongside, { aggregate in
             try aggregate.authorize(caller, .manage)
             return try aggregate.addPackages(packages, ids: ids.make, at: clock.now(), actor: caller.id, limit: limit)
-        }.result
+        }, output: { outcome, _ in outcome })
     }
 
-    public func removePackage(_ sessionID: String, packageID: String, caller: Caller) async throws {
+    /// Removes a package; answers the removed package's id.
+    @discardableResult
+    public func removePackage(_ sessionID: String, packageID: String, caller: Caller) async throws -> String {
         let clock = clock
-        _ = try await store.update(sessionID) { aggregate in
+        return try await store.update(sessionID, { aggregate in
             try aggregate.authorize(caller, .manage)
             try aggregate.removePackage(packageID, at: clock.now(), actor: caller.id)
-        }
+        }, output: { _, _ in packageID })
     }
 
     public func reuse(_ sessionID: String, userID: String, caller: Caller) async throws -> DeliverySession {
@@ -60,18 +76,18 @@ public struct DeliveryService: Sendable {
             throw DeliveryError.invalid(field: "user_id", detail: "user_id is required.")
         }
         let clock = clock
-        return try await store.update(sessionID) { aggregate in
+        return try await store.update(sessionID, { aggregate in
             try aggregate.authorize(caller, .manage)
             try aggregate.reuse(by: userID, at: clock.now(), actor: caller.id)
-        }.aggregate.session
+        }, output: { _, aggregate in aggregate.session })
     }
 
     public func start(_ sessionID: String, deliverers: [NewDeliverer], assignments: [String: String], caller: Caller) async throws -> DeliverySession {
         let clock = clock
-        return try await store.update(sessionID) { aggregate in
+        return try await store.update(sessionID, { aggregate in
             try aggregate.authorize(caller, .manage)
             try aggregate.start(deliverers: deliverers, assignments: assignments, at: clock.now(), actor: caller.id)
-        }.aggregate.session
+        }, output: { _, aggregate in aggregate.session })
     }
 
     public struct MarkOutcome: Sendable {
@@ -84,26 +100,27 @@ public struct DeliveryService: Sendable {
         _ sessionID: String, _ mark: DeliveryMark, _ reference: PackageReference, delivererID: String, reason: String?, caller: Caller
     ) async throws -> MarkOutcome {
         let clock = clock
-        let (package, aggregate) = try await store.update(sessionID) { aggregate in
+        return try await store.update(sessionID, { aggregate in
             try aggregate.authorize(caller, .mark(delivererID: delivererID))
             return try aggregate.mark(mark, reference, by: delivererID, reason: reason, at: clock.now(), actor: caller.id)
-        }
-        return MarkOutcome(package: package, deliverer: aggregate.deliverer(id: package.assignedDelivererID ?? ""), session: aggregate.session)
+        }, output: { package, aggregate in
+            MarkOutcome(package: package, deliverer: aggregate.deliverer(id: package.assignedDelivererID ?? ""), session: aggregate.session)
+        })
     }
 
     public func reassign(_ sessionID: String, packageID: String, to delivererID: String, caller: Caller) async throws -> Package {
         let clock = clock
-        return try await store.update(sessionID) { aggregate in
+        return try await store.update(sessionID, { aggregate in
             try aggregate.authorize(caller, .manage)
             return try aggregate.reassign(packageID, to: delivererID, at: clock.now(), actor: caller.id)
-        }.result
+        }, output: { package, _ in package })
     }
 
     public enum Transition: Sendable { case pause, resume, complete, archive }
 
     public func transition(_ sessionID: String, _ transition: Transition, caller: Caller) async throws -> DeliverySession {
         let clock = clock
-        return try await store.update(sessionID) { aggregate in
+        return try await store.update(sessionID, { aggregate in
             try aggregate.authorize(caller, .manage)
             let now = clock.now()
             switch transition {
@@ -112,7 +129,7 @@ public struct DeliveryService: Sendable {
             case .complete: try aggregate.complete(at: now, actor: caller.id)
             case .archive: try aggregate.archive(at: now, actor: caller.id)
             }
-        }.aggregate.session
+        }, output: { _, aggregate in aggregate.session })
     }
 
     /// The `{added, duplicates}` answer of `addPackages` as JSON text (the HTTP answer's shape).
@@ -143,7 +160,8 @@ public struct DeliveryService: Sendable {
 
     public func sessions(userID: String, status: SessionStatus?, cursor: String?, limit: Int, caller: Caller) async throws -> (items: [DeliverySession], next: String?) {
         try DeliveryAccess.authorizeListing(caller, userID: userID)
-        let rows = try await store.sessions(userID: userID, status: status, after: cursor, limit: limit + 1)
+        let (sql, binds) = DeliverySQL.listQuery(userID: userID, status: status, after: cursor, limit: limit + 1)
+        let rows = try await store.storage.query(sql, binds).map(DeliverySQL.session)
         let items = Array(rows.prefix(limit))
         return (items, rows.count > limit ? items.last?.id : nil)
     }
@@ -164,7 +182,8 @@ public struct DeliveryService: Sendable {
     /// Recomputes the hash chain from the rows in the database (not from memory).
     public func verifyAudit(_ sessionID: String, caller: Caller) async throws -> Verification {
         _ = try await session(sessionID, caller: caller)
-        let entries = try await store.storedAudit(sessionID)
+        // The rows as stored, read from the database itself (never from a cache).
+        let entries = try await store.storage.query(DeliverySQL.auditQuery, [.text(sessionID)]).map(DeliverySQL.auditEntry)
         var previous = AuditChain.genesis
         for (index, entry) in entries.enumerated() {
             let expected = AuditChain.hash(

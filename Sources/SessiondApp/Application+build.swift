@@ -1,5 +1,6 @@
 import Access
 import Delivery
+import Events
 import Foundation
 import Hummingbird
 import Kernel
@@ -7,7 +8,7 @@ import Logging
 import ServiceLifecycle
 
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
-public let allMigrations: [Migration] = IdempotencyStore.migrations + DeliveryService.migrations + AccessService.migrations
+public let allMigrations: [Migration] = IdempotencyStore.migrations + EventLog.migrations + DeliveryService.migrations + AccessService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
 /// Application out. It opens the database (SQLite opens its file here; PostgreSQL's pool connects
@@ -26,8 +27,15 @@ public func buildApplication(
     let migrator = Migrator(migrations: allMigrations, logger: logger)
     let routes = RouteRegistry()
 
-    let access = AccessService(storage: storage, clock: clock, ids: ids, configuration: configuration.access, logger: logger)
-    let delivery = DeliveryService(store: DeliveryStores.make(storage), clock: clock, ids: ids)
+    // The event log's reader in this process: stores wake it after committing events; it evicts
+    // cached sessions other servers changed and feeds the live streams.
+    let feed = EventFeed(storage: storage, configuration: configuration.events, logger: logger)
+    let access = AccessService(
+        storage: storage, clock: clock, ids: ids, configuration: configuration.access, logger: logger, didCommitEvents: feed.wake)
+    let delivery = DeliveryService(
+        store: DeliveryService.makeStore(storage, readStaleness: configuration.readStaleness, didCommitEvents: feed.wake), clock: clock, ids: ids)
+    feed.onEvents { events in delivery.invalidate(by: events) }
+    let events = EventReader(storage: storage, feed: feed)
     let (wakeUps, wakeUp) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     let submissions = SubmissionService(
         storage: storage, access: access, automations: [PackageImport(delivery: delivery), SessionReport(delivery: delivery)],
@@ -45,12 +53,16 @@ public func buildApplication(
     SystemRoutes(storage: storage, migrator: migrator, routes: routes).register(on: router)
     AccessRoutes(access: access, submissions: submissions).register(on: router, routes: routes)
     DeliveryRoutes(service: delivery).register(on: router, routes: routes)
+    EventRoutes(reader: events, catalog: DeliveryEvents.types + AccessService.eventTypes) { sessionID, caller in
+        _ = try await delivery.session(sessionID, caller: caller)
+    }.register(on: router, routes: routes)
 
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
         services: [
             StorageService(storage: storage),
+            feed,
             IdempotencyJanitor.service(store: idempotency, clock: clock, logger: logger),
             AccessHousekeeping.service(access: access, logger: logger),
             SubmissionWorker(

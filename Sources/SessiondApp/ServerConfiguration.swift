@@ -21,6 +21,12 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// Keys, login sessions, rate limits and submissions.
     public var access = AccessConfiguration()
+    /// How long a cached session is served before its version is checked against the database.
+    /// Other servers' writes normally evict it sooner, through the event log; this bounds how
+    /// stale a read can be if that news is lost.
+    public var readStaleness: Duration = .seconds(1)
+    /// The event feed's settings (how often it reads the log when nothing woke it).
+    public var events = EventFeed.Configuration()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host

@@ -109,8 +109,11 @@ struct FoundationTests {
         }
     }
 
-    @Test("when the answer cannot be stored, the client still gets the committed answer")
-    func idempotencyStoreFailure() async throws {
+    /// The answer of a keyed request commits in the transaction of its change: when the answer
+    /// cannot be stored, the change is not committed either, so a retry runs it exactly once.
+    /// (Before, the change committed and the answer was lost: a retry created a second session.)
+    @Test("a keyed change and its stored answer commit together or not at all")
+    func idempotentAnswerInTheChangesTransaction() async throws {
         try await withApp { client, location in
             // Lookups and the claim (an INSERT) still work; storing the answer (an UPDATE) fails.
             switch location {
@@ -126,10 +129,17 @@ struct FoundationTests {
                     "CREATE TRIGGER refuse_keys BEFORE UPDATE ON idempotency_keys FOR EACH ROW EXECUTE FUNCTION refuse_keys()",
                     on: location)
             }
-            let created = try await client.json(
-                .post, "/api/sessions/create", #"{"user_id":"lost-key"}"#, expect: .created, headers: [.idempotencyKey: "k-1"])
-            let id = try #require(created["session_id"]?.string)
-            try await client.json(.get, "/api/sessions/\(id)")
+            let request = #"{"user_id":"lost-key"}"#
+            let failed = try await client.send(.post, "/api/sessions/create", json: request, headers: [.idempotencyKey: "k-1"])
+            #expect(failed.status == .internalServerError)
+            #expect(try await client.json(.get, "/api/sessions/user/lost-key")["items"]?.array.count == 0)
+
+            try await executeRaw("DROP TRIGGER refuse_keys" + (location.isPostgres ? " ON idempotency_keys" : ""), on: location)
+            let created = try await client.json(.post, "/api/sessions/create", request, expect: .created, headers: [.idempotencyKey: "k-1"])
+            let replayed = try await client.send(.post, "/api/sessions/create", json: request, headers: [.idempotencyKey: "k-1"])
+            #expect(replayed.headers[.idempotentReplayed] == "true")
+            #expect(try JSONDecoder().decode(JSONValue.self, from: Data(String(buffer: replayed.body).utf8)) == created)
+            #expect(try await client.json(.get, "/api/sessions/user/lost-key")["items"]?.array.count == 1)
         }
     }
 

@@ -53,8 +53,11 @@ public struct DeliveryRoutes: Sendable {
 
         routes.add(.init(.post, "/api/sessions/create", summary: "Open a new delivery session", tag: tag, request: "CreateSession", response: "Session", status: 201, errors: [400, 422]), to: router) { request, context in
             let body = try await request.decodeJSON(as: CreateBody.self, context: context)
-            let session = try await service.create(userID: body.userID, name: body.name, caller: context.caller)
-            return JSONResponse.write(session, status: .created, headers: [.location: "/api/sessions/\(session.id)"])
+            return try await IdempotencySlot.respond {
+                try await service.create(userID: body.userID, name: body.name, caller: context.caller)
+            } render: { session in
+                .json(session, status: .created, headers: [.location: "/api/sessions/\(session.id)"])
+            }
         }
         routes.add(.init(.get, "/api/sessions/user/{user_id}", summary: "A user's sessions, newest first", tag: tag, response: "SessionPage", errors: [422], query: [
             QueryParameter("status", schema: ["type": "string", "enum": .array(SessionStatus.allCases.map { .string($0.rawValue) })]),
@@ -85,8 +88,12 @@ public struct DeliveryRoutes: Sendable {
         }
         routes.add(.init(.post, "/api/sessions/{id}/packages", summary: "Add packages; duplicates are reported, not added", tag: tag, request: "AddPackages", response: "AddPackagesResult", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: PackagesBody.self, context: context)
-            let outcome = try await service.addPackages(try context.parameters.require("id"), body.packages, caller: context.caller)
-            return JSONResponse.write(AddPackagesResponse(added: outcome.added, duplicates: outcome.duplicates))
+            let sessionID = try context.parameters.require("id")
+            return try await IdempotencySlot.respond {
+                try await service.addPackages(sessionID, body.packages, caller: context.caller)
+            } render: { outcome in
+                .json(AddPackagesResponse(added: outcome.added, duplicates: outcome.duplicates))
+            }
         }
         routes.add(.init(.delete, "/api/sessions/{id}/packages/{package_id}", summary: "Remove a package before the session starts", tag: tag, status: 204, errors: [404, 409]), to: router) { _, context in
             try await service.removePackage(try context.parameters.require("id"), packageID: try context.parameters.require("package_id"), caller: context.caller)
@@ -94,20 +101,24 @@ public struct DeliveryRoutes: Sendable {
         }
         routes.add(.init(.post, "/api/sessions/{id}/packages/{package_id}/reassign", summary: "Give a package to another deliverer", tag: tag, request: "Reassign", response: "Package", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: ReassignBody.self, context: context)
-            let package = try await service.reassign(
-                try context.parameters.require("id"), packageID: try context.parameters.require("package_id"), to: body.delivererID,
-                caller: context.caller)
-            return JSONResponse.write(package)
+            let (sessionID, packageID) = (try context.parameters.require("id"), try context.parameters.require("package_id"))
+            return try await IdempotencySlot.respond {
+                try await service.reassign(sessionID, packageID: packageID, to: body.delivererID, caller: context.caller)
+            } render: { package in .json(package) }
         }
         routes.add(.init(.post, "/api/sessions/{id}/reuse", summary: "Come back into an open session", tag: tag, request: "Reuse", response: "Session", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: ReuseBody.self, context: context)
-            return JSONResponse.write(try await service.reuse(try context.parameters.require("id"), userID: body.userID, caller: context.caller))
+            let sessionID = try context.parameters.require("id")
+            return try await IdempotencySlot.respond {
+                try await service.reuse(sessionID, userID: body.userID, caller: context.caller)
+            } render: { session in .json(session) }
         }
         routes.add(.init(.post, "/api/sessions/{id}/start", summary: "Bring deliverers in and start delivering", tag: tag, request: "Start", response: "Session", errors: [400] + notFoundOrState), to: router) { request, context in
             let body = try await request.decodeJSON(as: StartBody.self, context: context)
-            let session = try await service.start(
-                try context.parameters.require("id"), deliverers: body.deliverers, assignments: body.assignments ?? [:], caller: context.caller)
-            return JSONResponse.write(session)
+            let sessionID = try context.parameters.require("id")
+            return try await IdempotencySlot.respond {
+                try await service.start(sessionID, deliverers: body.deliverers, assignments: body.assignments ?? [:], caller: context.caller)
+            } render: { session in .json(session) }
         }
         let marks: [(String, DeliveryMark, String, String)] = [
             ("complete", .delivered, "Mark a package delivered by its deliverer", "Mark"),
@@ -117,10 +128,12 @@ public struct DeliveryRoutes: Sendable {
         for (path, mark, summary, schema) in marks {
             routes.add(.init(.post, "/api/sessions/{id}/delivery/\(path)", summary: summary, tag: tag, request: schema, response: "MarkResult", errors: [400] + notFoundOrState), to: router) { request, context in
                 let body = try await request.decodeJSON(as: MarkBody.self, context: context)
-                let outcome = try await service.mark(
-                    try context.parameters.require("id"), mark, try body.reference, delivererID: body.delivererID, reason: body.reason,
-                    caller: context.caller)
-                return JSONResponse.write(MarkResponse(package: outcome.package, deliverer: outcome.deliverer, session: outcome.session))
+                let (sessionID, reference) = (try context.parameters.require("id"), try body.reference)
+                return try await IdempotencySlot.respond {
+                    try await service.mark(sessionID, mark, reference, delivererID: body.delivererID, reason: body.reason, caller: context.caller)
+                } render: { outcome in
+                    .json(MarkResponse(package: outcome.package, deliverer: outcome.deliverer, session: outcome.session))
+                }
             }
         }
         let transitions: [(String, DeliveryService.Transition, String)] = [
@@ -131,7 +144,10 @@ public struct DeliveryRoutes: Sendable {
         ]
         for (path, transition, summary) in transitions {
             routes.add(.init(.post, "/api/sessions/{id}/\(path)", summary: summary, tag: tag, response: "Session", errors: [404, 409]), to: router) { _, context in
-                JSONResponse.write(try await service.transition(try context.parameters.require("id"), transition, caller: context.caller))
+                let sessionID = try context.parameters.require("id")
+                return try await IdempotencySlot.respond {
+                    try await service.transition(sessionID, transition, caller: context.caller)
+                } render: { session in .json(session) }
             }
         }
         routes.add(.init(.get, "/api/sessions/{id}/audit", summary: "The session's audit trail, oldest first", tag: tag, response: "AuditPage", errors: [404, 422], query: [.limit(maximum: 1000), .cursor(pattern: "^[0-9]+$")]), to: router) { request, context in

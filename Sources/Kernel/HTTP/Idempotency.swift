@@ -78,17 +78,33 @@ public struct IdempotencyStore: Sendable {
     /// Stores the answer of the claimed request.
     public func save(_ record: IdempotencyRecord) async throws {
         try await storage.write([
-            SQLStatement(
-                """
-                UPDATE idempotency_keys SET status = ?, content_type = ?, body = ?, headers = ?, claimed_until = NULL
-                WHERE scope = ? AND idem_key = ? AND status = 0 AND request_hash = ?
-                """,
-                [
-                    .int(Int64(record.status)), SQLValue(record.contentType), .text(record.body),
-                    record.headers.isEmpty ? .null : .text(JSONValue.object(record.headers.mapValues(JSONValue.string)).canonicalText()),
-                    .text(record.scope), .text(record.key), .text(record.requestHash),
-                ])
+            Self.saveStatement(
+                scope: record.scope, key: record.key, requestHash: record.requestHash, status: record.status,
+                contentType: record.contentType, headers: record.headers, body: record.body)
         ])
+    }
+
+    /// The statement that turns this request's claim into its answer. It changes nothing when the
+    /// claim is no longer this request's (it expired and another request took it over).
+    static func saveStatement(
+        scope: String, key: String, requestHash: String, status: Int, contentType: String?, headers: [String: String], body: String
+    ) -> SQLStatement {
+        SQLStatement(
+            """
+            UPDATE idempotency_keys SET status = ?, content_type = ?, body = ?, headers = ?, claimed_until = NULL
+            WHERE scope = ? AND idem_key = ? AND status = 0 AND request_hash = ?
+            """,
+            [
+                .int(Int64(status)), SQLValue(contentType), .text(body),
+                headers.isEmpty ? .null : .text(JSONValue.object(headers.mapValues(JSONValue.string)).canonicalText()),
+                .text(scope), .text(key), .text(requestHash),
+            ])
+    }
+
+    static func saveStatement(scope: String, key: String, requestHash: String, answer: RenderedAnswer) -> SQLStatement {
+        saveStatement(
+            scope: scope, key: key, requestHash: requestHash, status: Int(answer.status.code), contentType: answer.headers[.contentType],
+            headers: IdempotencyMiddleware.replayedHeaders(answer.headers), body: String(buffer: answer.body))
     }
 
     /// Gives a claim up (the request failed with a 5xx): a retry may run it again.
@@ -148,9 +164,10 @@ public struct IdempotencyStore: Sendable {
 /// 24 h. A key is claimed in the database before the request runs, so two servers on one database
 /// never both run one keyed request.
 ///
-/// Known limit: the answer is stored in its own transaction just after the request's, so a crash
-/// between the two leaves a claim that expires after `claimSeconds`, and a retry then runs again
-/// (services keep their writes idempotent where it matters: delivering twice counts once).
+/// A route that answers through `IdempotencySlot.respond` has its answer stored by the store in the
+/// transaction of its change, so a crash cannot separate the two. Any other answer (a refusal, a
+/// route that writes no aggregate) is stored here after the request, in its own transaction; a
+/// crash between the two leaves a claim that expires after `claimSeconds`.
 public struct IdempotencyMiddleware: RouterMiddleware {
     public typealias Context = SessiondRequestContext
     let store: IdempotencyStore
@@ -186,12 +203,15 @@ public struct IdempotencyMiddleware: RouterMiddleware {
             throw Self.inFlight
         }
 
+        let slot = IdempotencySlot(scope: scope, key: key, requestHash: hash)
         var response: Response
         do {
-            response = try await next(request, context)
+            response = try await IdempotencySlot.$current.withValue(slot) { try await next(request, context) }
         } catch {
             response = problems.render(error, request: request, context: context)
         }
+        // Stored with the change, in its transaction.
+        if slot.storedAnswer != nil, response.status.code < 500 { return response }
         guard response.status.code < 500 else {
             do { try await store.release(scope: scope, key: key, requestHash: hash) } catch {
                 context.logger.warning("could not release an idempotency claim", metadata: ["error": "\(error)"])

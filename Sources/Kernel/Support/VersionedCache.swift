@@ -57,6 +57,13 @@ public final class VersionedCache<Value: Sendable>: Sendable {
         }
     }
 
+    /// Forgets the entry if it is older than `version` (a newer one was committed elsewhere).
+    public func invalidate(_ key: String, below version: Int64) {
+        entries.withLock { entries in
+            if let existing = entries[key], existing.version < version { entries[key] = nil }
+        }
+    }
+
     public func remove(_ key: String) {
         _ = entries.withLock { $0.removeValue(forKey: key) }
     }

@@ -110,3 +110,7 @@ actor PostgresTemplate {
         }
     }
 }
+
+extension DatabaseLocation {
+    var isPostgres: Bool { if case .postgres = self { true } else { false } }
+}
