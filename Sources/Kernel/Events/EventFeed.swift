@@ -21,14 +21,20 @@ public final class EventFeed: Service, Sendable {
         public var pollInterval: Duration
         /// Waiting readers are released at least this often, so streams can send keep-alive comments.
         public var tick: Duration
+        /// The longest a live stream stays silent: it sends a comment line after this much quiet.
+        public var heartbeat: Duration
         /// How many of the newest events are kept in memory.
         public var window: Int
         /// Events read per query.
         public var batch: Int
 
-        public init(pollInterval: Duration = .milliseconds(500), tick: Duration = .seconds(5), window: Int = 20_000, batch: Int = 1_000) {
+        public init(
+            pollInterval: Duration = .milliseconds(500), tick: Duration = .seconds(5), heartbeat: Duration = .seconds(10), window: Int = 20_000,
+            batch: Int = 1_000
+        ) {
             self.pollInterval = pollInterval
             self.tick = tick
+            self.heartbeat = heartbeat
             self.window = window
             self.batch = batch
         }
@@ -38,7 +44,7 @@ public final class EventFeed: Service, Sendable {
 
     let storage: Storage
     let log: EventLog
-    let configuration: Configuration
+    public let configuration: Configuration
     let logger: Logger
 
     private struct State {

@@ -36,6 +36,11 @@ public struct WriteContention: Error, ProblemConvertible {
     public var id: String
     public var attempts: Int
 
+    public init(id: String, attempts: Int) {
+        self.id = id
+        self.attempts = attempts
+    }
+
     public var problem: Problem {
         var problem = Problem(
             status: .serviceUnavailable, slug: "write-contention", title: "Too many concurrent writes",
@@ -193,7 +198,6 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
         _ db: SQLiteDatabase, _ id: String, slot: IdempotencySlot?, alongside: @escaping @Sendable (Output) -> [SQLStatement],
         _ change: @escaping @Sendable (inout Aggregate) throws -> Result, output: @escaping @Sendable (Result, Aggregate) -> Output
     ) async throws -> Output {
-        let cached = cache.get(id)
         let schema = schema
         // Runs on the single writer, inside this request's savepoint of the group commit.
         let outcome: (Output, Aggregate, Bool)
@@ -202,9 +206,11 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
                 guard let row = try connection.query(schema.versionQuery, [.text(id)]).first else { throw schema.notFound(id) }
                 let current = try row.int(0)
                 let before: Aggregate
+                // Looked up here, on the writer, not when the write was queued: a write committed
+                // meanwhile is in the cache by now, or still in `pending` (published, then removed).
                 if let saved = pending.withLock({ $0[id] }), saved.version == current {
                     before = saved.value  // written earlier in this batch
-                } else if let cached, cached.version == current {
+                } else if let cached = cache.get(id), cached.version == current {
                     before = cached.value
                 } else {
                     guard let loaded = try schema.decode(schema.loadQueries.map { try connection.query($0, [.text(id)]) }) else {
@@ -217,6 +223,11 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
                 if plan.changed { pending.withLock { $0[id] = (current + 1, plan.saved) } }
                 return (plan.output, plan.saved, plan.changed)
             }
+        } catch StorageError.conflict {
+            // A guard failed although the version was read in this transaction: only a schema
+            // whose statements disagree with its version query gets here.
+            forgetPending(id)
+            throw WriteContention(id: id, attempts: 1)
         } catch {
             forgetPending(id)
             throw error
