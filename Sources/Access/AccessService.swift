@@ -287,6 +287,7 @@ public final class AccessService: Sendable {
                 AccessSQL.insertKey(key, createdBy: caller.id),
                 audit(AuditAction.keyCreated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(key.id), "role": .string(role.rawValue), "name": .string(name)], at: now, ip: ip),
             ] + events.append([keyEvent("access.key.created", key, caller: caller, at: now)]))
+        KernelMetrics.eventsAppended(1)
         didCommitEvents()
         return (key, secret)
     }
@@ -322,6 +323,7 @@ public final class AccessService: Sendable {
         } catch StorageError.conflict {
             return try await self.key(id, caller: caller)  // revoked meanwhile
         }
+        KernelMetrics.eventsAppended(1)
         didCommitEvents()
         key.revokedAt = now
         return key
@@ -349,6 +351,7 @@ public final class AccessService: Sendable {
         } catch StorageError.conflict {
             throw Problem.conflict("key-revoked", "Key \(id) was revoked meanwhile.", title: "Key revoked")
         }
+        KernelMetrics.eventsAppended(2)
         didCommitEvents()
         return (key, secret)
     }

@@ -173,6 +173,16 @@ public struct DeliveryService: Sendable {
         return (items, remaining.count > limit ? items.last.map { String($0.seq) } : nil)
     }
 
+    /// How many sessions are in each state (for `/metrics`).
+    public func countsByStatus() async throws -> [SessionStatus: Int] {
+        let rows = try await store.storage.query("SELECT status, COUNT(*) FROM delivery_sessions GROUP BY status")
+        var counts = Dictionary(uniqueKeysWithValues: SessionStatus.allCases.map { ($0, 0) })
+        for row in rows {
+            if let status = SessionStatus(rawValue: try row.string(0)) { counts[status] = Int(try row.int(1)) }
+        }
+        return counts
+    }
+
     public struct Verification: Sendable, Equatable {
         public var valid: Bool
         public var entries: Int

@@ -1,3 +1,4 @@
+import CoreMetrics
 import HTTPTypes
 import Hummingbird
 import Kernel
@@ -134,8 +135,8 @@ public final class EventReader: Sendable {
             .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", .accelBuffering: "no",
         ]
         return Response(status: .ok, headers: headers, body: ResponseBody { [self] writer in
-            clients.add(1, ordering: .relaxed)
-            defer { clients.subtract(1, ordering: .relaxed) }
+            Gauge(label: "sessiond_sse_clients").record(clients.add(1, ordering: .relaxed).newValue)
+            defer { Gauge(label: "sessiond_sse_clients").record(clients.subtract(1, ordering: .relaxed).newValue) }
             do {
                 // The HTTP server waits for open responses when it shuts down: end the streams then.
                 try await withGracefulShutdownHandler {

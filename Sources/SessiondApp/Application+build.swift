@@ -22,6 +22,7 @@ public func buildApplication(
         logger.logLevel = configuration.logLevel
         return logger
     }()
+    SessiondMetrics.bootstrap
     let storage = try Storage.open(configuration.database, logger: logger)
     let ids = IDGenerator(clock: clock)
     let migrator = Migrator(migrations: allMigrations, logger: logger)
@@ -42,15 +43,17 @@ public func buildApplication(
         clock: clock, ids: ids, wakeUp: wakeUp)
 
     let router = Router(context: SessiondRequestContext.self)
-    // Outermost first: id and log line, errors to problem+json, the route's policy (body limit,
+    // Outermost first: id and log line, request metrics, errors to problem+json, the route's policy (body limit,
     // authentication, CSRF, rate limit), then idempotent replay scoped to the authenticated principal.
     router.add(middleware: RequestLogMiddleware(ids: ids))
+    router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: AccessMiddleware(access: access, routes: routes, clock: clock, defaultBodyLimit: configuration.maxBodyBytes))
     let idempotency = IdempotencyStore(storage: storage)
     router.add(middleware: IdempotencyMiddleware(store: idempotency, clock: clock, routes: routes))
 
     SystemRoutes(storage: storage, migrator: migrator, routes: routes).register(on: router)
+    SessiondMetrics.register(on: router, routes: routes, delivery: delivery)
     AccessRoutes(access: access, submissions: submissions).register(on: router, routes: routes)
     DeliveryRoutes(service: delivery).register(on: router, routes: routes)
     EventRoutes(reader: events, catalog: DeliveryEvents.types + AccessService.eventTypes) { sessionID, caller in

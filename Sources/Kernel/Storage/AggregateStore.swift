@@ -99,8 +99,8 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
     /// idempotent answer in the same transaction when the request has a key).
     public func create<Output: Sendable>(_ aggregate: Aggregate, output: Output) async throws {
         let slot = IdempotencySlot.current
-        let statements = schema.changes(from: nil, to: aggregate) + events.append(schema.events(from: nil, to: aggregate))
-            + (slot?.statements(for: output) ?? [])
+        let emitted = schema.events(from: nil, to: aggregate)
+        let statements = schema.changes(from: nil, to: aggregate) + events.append(emitted) + (slot?.statements(for: output) ?? [])
         switch storage {
         case .sqlite(let db):
             try await db.write { connection in
@@ -110,6 +110,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
             try await Self.execute(statements, on: db)
         }
         cache.publish(schema.id(of: aggregate), version: schema.version(of: aggregate), value: aggregate)
+        KernelMetrics.eventsAppended(emitted.count)
         didCommitEvents()
     }
 
@@ -177,21 +178,23 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
     private func plan<Result, Output: Sendable>(
         _ before: Aggregate, slot: IdempotencySlot?, alongside: (Output) -> [SQLStatement], _ change: (inout Aggregate) throws -> Result,
         output: (Result, Aggregate) -> Output
-    ) throws -> (statements: [SQLStatement], saved: Aggregate, changed: Bool, output: Output) {
+    ) throws -> (statements: [SQLStatement], saved: Aggregate, changed: Bool, output: Output, events: Int) {
         var aggregate = before
         let result = try change(&aggregate)
         let changed = schema.changed(from: before, to: aggregate)
         var statements: [SQLStatement] = []
+        var emitted: [NewEvent] = []
         if changed {
             schema.setVersion(schema.version(of: before) + 1, of: &aggregate)
-            statements = schema.changes(from: before, to: aggregate) + events.append(schema.events(from: before, to: aggregate))
+            emitted = schema.events(from: before, to: aggregate)
+            statements = schema.changes(from: before, to: aggregate) + events.append(emitted)
         } else {
             aggregate = before
         }
         let answer = output(result, aggregate)
         statements += alongside(answer)
         if !statements.isEmpty, let slot { statements += slot.statements(for: answer) }
-        return (statements, aggregate, changed, answer)
+        return (statements, aggregate, changed, answer, emitted.count)
     }
 
     private func updateSQLite<Result: Sendable, Output: Sendable>(
@@ -200,9 +203,9 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
     ) async throws -> Output {
         let schema = schema
         // Runs on the single writer, inside this request's savepoint of the group commit.
-        let outcome: (Output, Aggregate, Bool)
+        let outcome: (Output, Aggregate, Bool, Int)
         do {
-            outcome = try await db.write { [self] connection -> (Output, Aggregate, Bool) in
+            outcome = try await db.write { [self] connection -> (Output, Aggregate, Bool, Int) in
                 guard let row = try connection.query(schema.versionQuery, [.text(id)]).first else { throw schema.notFound(id) }
                 let current = try row.int(0)
                 let before: Aggregate
@@ -221,7 +224,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
                 let plan = try plan(before, slot: slot, alongside: alongside, change, output: output)
                 for statement in plan.statements { try connection.execute(statement) }
                 if plan.changed { pending.withLock { $0[id] = (current + 1, plan.saved) } }
-                return (plan.output, plan.saved, plan.changed)
+                return (plan.output, plan.saved, plan.changed, plan.events)
             }
         } catch StorageError.conflict {
             // A guard failed although the version was read in this transaction: only a schema
@@ -236,6 +239,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
             let version = schema.version(of: outcome.1)
             cache.publish(id, version: version, value: outcome.1)
             pending.withLock { if $0[id]?.version == version { $0[id] = nil } }
+            KernelMetrics.eventsAppended(outcome.3)
             didCommitEvents()
         }
         return outcome.0
@@ -271,6 +275,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
                 }
                 if plan.changed {
                     cache.publish(id, version: schema.version(of: plan.saved), value: plan.saved)
+                    KernelMetrics.eventsAppended(plan.events)
                     didCommitEvents()
                 }
                 return plan.output
@@ -285,6 +290,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
     /// it runs as one transaction of many statements.
     static func execute(_ statements: [SQLStatement], on db: PostgresDatabase) async throws {
         guard !statements.isEmpty else { return }
+        KernelMetrics.writeBatch(size: 1, database: "postgres")
         if statements.count <= maxAtomicStatements {
             try await db.read { connection in try await connection.executeAtomically(statements) }
         } else {

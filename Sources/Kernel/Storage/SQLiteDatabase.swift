@@ -408,6 +408,7 @@ final class GroupCommitWriter: Sendable {
                 }
             }
             for completion in completions { completion(nil) }
+            KernelMetrics.writeBatch(size: jobs.count, database: "sqlite")
         } catch {
             logger.error("group commit failed", metadata: ["error": "\(error)", "batch": "\(jobs.count)"])
             for completion in completions { completion(error) }
