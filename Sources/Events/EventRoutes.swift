@@ -44,13 +44,13 @@ public struct EventRoutes: Sendable {
         }
         routes.add(.init(.get, "/api/events/stream", summary: "Events as Server-Sent Events (Last-Event-ID resumes)", tag: tag, response: "EventStream", errors: [422], query: [
             Self.afterParameter, Self.typesParameter,
-        ]), to: router) { request, context in
+        ], responseMediaType: "text/event-stream"), to: router) { request, context in
             let start = try Self.cursor(request.headers[.lastEventID] ?? request.queryString("after"), field: "Last-Event-ID")
             return try await reader.stream(from: start, filter: EventFilter(types: Self.types(request)), caller: context.caller, logger: context.logger)
         }
         routes.add(.init(.get, "/api/sessions/{id}/events", summary: "One session's events as Server-Sent Events", tag: tag, response: "EventStream", errors: [404, 422], query: [
             Self.afterParameter, Self.typesParameter,
-        ]), to: router) { request, context in
+        ], responseMediaType: "text/event-stream"), to: router) { request, context in
             let sessionID = try context.parameters.require("id")
             try await sessionAccess(sessionID, context.caller)
             let start = try Self.cursor(request.headers[.lastEventID] ?? request.queryString("after"), field: "Last-Event-ID")
@@ -142,7 +142,7 @@ public final class EventReader: Sendable {
                 try await withGracefulShutdownHandler {
                     try await follow(from: cursor, filter: filter, caller: caller, authorized: authorized, writer: &writer)
                 } onGracefulShutdown: { [feed] in
-                    feed.shutdown()
+                    feed.endReaders()
                 }
             } catch {
                 logger.debug("event stream ended", metadata: ["error": "\(error)"])

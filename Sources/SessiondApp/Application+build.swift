@@ -52,11 +52,12 @@ public func buildApplication(
     let idempotency = IdempotencyStore(storage: storage)
     router.add(middleware: IdempotencyMiddleware(store: idempotency, clock: clock, routes: routes))
 
-    SystemRoutes(storage: storage, migrator: migrator, routes: routes).register(on: router)
+    let eventTypes = DeliveryEvents.types + AccessService.eventTypes
+    SystemRoutes(storage: storage, migrator: migrator, routes: routes, eventTypes: eventTypes).register(on: router)
     SessiondMetrics.register(on: router, routes: routes, delivery: delivery)
     AccessRoutes(access: access, submissions: submissions).register(on: router, routes: routes)
     DeliveryRoutes(service: delivery).register(on: router, routes: routes)
-    EventRoutes(reader: events, catalog: DeliveryEvents.types + AccessService.eventTypes) { sessionID, caller in
+    EventRoutes(reader: events, catalog: eventTypes) { sessionID, caller in
         _ = try await delivery.session(sessionID, caller: caller)
     }.register(on: router, routes: routes)
 

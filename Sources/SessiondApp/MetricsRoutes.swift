@@ -24,7 +24,7 @@ enum SessiondMetrics {
     }()
 
     static func register(on router: Router<SessiondRequestContext>, routes: RouteRegistry, delivery: DeliveryService) {
-        routes.add(.init(.get, "/metrics", summary: "Prometheus metrics of this process", tag: "system", response: "Metrics"), to: router) { _, context in
+        routes.add(.init(.get, "/metrics", summary: "Prometheus metrics of this process", tag: "system", response: "Metrics", responseMediaType: "text/plain"), to: router) { _, context in
             do {
                 for (status, count) in try await delivery.countsByStatus() {
                     Gauge(label: "sessiond_delivery_sessions", dimensions: [("status", status.rawValue)]).record(count)

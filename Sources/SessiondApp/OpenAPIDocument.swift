@@ -2,7 +2,7 @@ import Kernel
 
 /// OpenAPI 3.1, built from the route registry (so no route can be missing) and the schemas below.
 enum OpenAPIDocument {
-    static func make(routes: [RouteDescription]) -> JSONValue {
+    static func make(routes: [RouteDescription], eventTypes: [(type: String, summary: String)]) -> JSONValue {
         var paths: [String: [String: JSONValue]] = [:]
         for route in routes {
             var operation: [String: JSONValue] = [
@@ -30,7 +30,7 @@ enum OpenAPIDocument {
                     "schema": ["type": "string", "pattern": "^[!-~]{1,255}$"],
                     "description": "Replays the first answer for 24 h; the same key with another request is a 422, and while the first request runs, a 409.",
                 ])
-                errors += [409, 422]
+                errors += [409, 422, 503]
             }
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
             if let request = route.requestSchema {
@@ -39,7 +39,7 @@ enum OpenAPIDocument {
             var responses: [String: JSONValue] = [:]
             var success: [String: JSONValue] = ["description": .string(route.successStatus == 204 ? "No content" : "Success")]
             if let response = route.responseSchema {
-                success["content"] = ["application/json": ["schema": ref(response)]]
+                success["content"] = .object([route.responseMediaType: ["schema": ref(response)]])
             }
             responses[String(route.successStatus)] = .object(success)
             for status in Set(errors).sorted() {
@@ -64,7 +64,7 @@ enum OpenAPIDocument {
             ],
             "paths": .object(paths.mapValues { .object($0) }),
             "components": [
-                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }),
+                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }),
                 "securitySchemes": [
                     "bearerAuth": ["type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer sdk_…` (or the admin key)."],
                     "apiKeyHeader": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
@@ -83,8 +83,32 @@ enum OpenAPIDocument {
         case 403: "The caller's role may not do this"
         case 404: "Not found, or not visible to the caller"
         case 429: "Rate limited: retry after Retry-After seconds"
+        case 503: "Other writes to the same session kept winning (write-contention): retry after Retry-After seconds"
         default: "Problem"
         }
+    }
+
+    /// The event log's shapes; every event type is listed, with what it means.
+    static func eventSchemas(_ types: [(type: String, summary: String)]) -> [String: JSONValue] {
+        let catalog = types.sorted { $0.type < $1.type }
+        let listing = catalog.map { "- `\($0.type)`: \($0.summary)" }.joined(separator: "\n")
+        return [
+            "Event": object(
+                [
+                    "event_id": ["type": "string", "pattern": "^[0-9a-f]{32}$", "description": "Opaque cursor; sorts in commit order."],
+                    "type": ["type": "string", "enum": .array(catalog.map { .string($0.type) }), "description": .string("Event types:\n" + listing)],
+                    "session_id": nullableString, "user_id": nullableString, "created_at": time,
+                    "seq": ["type": ["integer", "null"], "description": "The event's number within its session: 1, 2, 3… without gaps."],
+                    "data": ["type": "object"],
+                ], required: ["event_id", "type", "created_at", "data"]),
+            "EventPage": object(["items": array(ref("Event")), "next_cursor": string]),
+            "EventTypes": object(["items": array(object(["type": string, "description": string]))]),
+            "EventStream": [
+                "type": "string",
+                "description": "Server-Sent Events: each message has `id:` (the event_id), `event:` (the type) and `data:` (the Event as JSON); send `Last-Event-ID` to resume; a `: keep-alive` comment at least every 15 s.",
+            ],
+            "Metrics": ["type": "string", "description": "Prometheus text exposition format."],
+        ]
     }
 
     static var accessSchemas: [String: JSONValue] {

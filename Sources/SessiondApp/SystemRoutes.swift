@@ -6,6 +6,7 @@ struct SystemRoutes {
     let storage: Storage
     let migrator: Migrator
     let routes: RouteRegistry
+    let eventTypes: [(type: String, summary: String)]
 
     struct Health: Encodable { var status = "ok" }
 
@@ -20,7 +21,7 @@ struct SystemRoutes {
     }
 
     func register(on router: Router<SessiondRequestContext>) {
-        let (storage, migrator, routes) = (storage, migrator, routes)
+        let (storage, migrator, routes, eventTypes) = (storage, migrator, routes, eventTypes)
         let health = try? JSONResponse.encode(Health())
         routes.add(.init(.get, "/health", summary: "The process is up", tag: "system", response: "Health"), to: router) { _, _ in
             JSONResponse.bytes(health ?? .init())
@@ -44,7 +45,7 @@ struct SystemRoutes {
                     expectedSchemaVersion: migrator.latestVersion))
         }
         routes.add(.init(.get, "/openapi.json", summary: "This document", tag: "system"), to: router) { _, _ in
-            JSONResponse.bytes(try JSONResponse.encode(OpenAPIDocument.make(routes: routes.all)))
+            JSONResponse.bytes(try JSONResponse.encode(OpenAPIDocument.make(routes: routes.all, eventTypes: eventTypes)))
         }
     }
 }

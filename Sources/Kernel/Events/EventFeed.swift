@@ -49,7 +49,8 @@ public final class EventFeed: Service, Sendable {
 
     private struct State {
         var started = false
-        var stopped = false
+        /// Set once the server shuts down: readers get no more events.
+        var readersEnded = false
         /// The newest event read.
         var head = EventID.start
         /// Every event after this one, up to `head`, is in `window`.
@@ -88,7 +89,7 @@ public final class EventFeed: Service, Sendable {
     public var head: EventID { state.withLock { $0.head } }
 
     /// Whether the feed has read the log's head and serves readers.
-    public var isRunning: Bool { state.withLock { $0.started && !$0.stopped } }
+    public var isRunning: Bool { state.withLock { $0.started && !$0.readersEnded } }
 
     /// The events after `cursor` read so far, or nil when the window no longer reaches back to
     /// `cursor` (the reader then reads the database).
@@ -110,7 +111,7 @@ public final class EventFeed: Service, Sendable {
     public func next(after cursor: EventID) async -> Bool {
         await withCheckedContinuation { continuation in
             let now = state.withLock { state -> Bool? in
-                if state.stopped { return false }
+                if state.readersEnded { return false }
                 if state.started, state.head > cursor { return true }
                 state.waiters.append(continuation)
                 return nil
@@ -138,20 +139,25 @@ public final class EventFeed: Service, Sendable {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
-            self.shutdown()
+            self.stop()
         }
-        shutdown()
+        stop()
     }
 
-    /// Stops following the log and ends every waiting reader (the server is shutting down; the
-    /// HTTP server waits for open streams, so they are ended first).
-    public func shutdown() {
+    /// Ends every waiting reader and makes later ones end at once: the server is shutting down,
+    /// and the HTTP server waits for open streams, so they must end first. The feed itself goes on
+    /// (caches still follow the log) until its own shutdown.
+    public func endReaders() {
         let waiters = state.withLock { state in
-            state.stopped = true
+            state.readersEnded = true
             defer { state.waiters.removeAll() }
             return state.waiters
         }
         for waiter in waiters { waiter.resume(returning: false) }
+    }
+
+    private func stop() {
+        endReaders()
         wakeup.finish()
     }
 

@@ -47,12 +47,14 @@ public struct RouteDescription: Sendable {
     public var maxBodyBytes: Int?
     /// The request body's media type, for the OpenAPI document.
     public var requestMediaType: String
+    /// The success answer's media type, for the OpenAPI document.
+    public var responseMediaType: String
 
     public init(
         _ method: HTTPRequest.Method, _ path: String, summary: String, tag: String,
         request: String? = nil, response: String? = nil, status: Int = 200, errors: [Int] = [],
         query: [QueryParameter] = [], access: RouteAccess? = nil, maxBodyBytes: Int? = nil,
-        requestMediaType: String = "application/json"
+        requestMediaType: String = "application/json", responseMediaType: String = "application/json"
     ) {
         self.method = method
         self.path = path
@@ -67,6 +69,7 @@ public struct RouteDescription: Sendable {
         self.access = access ?? (path.hasPrefix("/api/") ? .key : .public)
         self.maxBodyBytes = maxBodyBytes
         self.requestMediaType = requestMediaType
+        self.responseMediaType = responseMediaType
     }
 
     /// The Hummingbird form of the path: `/api/sessions/:id`.
