@@ -156,30 +156,35 @@ public final class EventReader: Sendable {
         var cursor = start
         try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
         var lastWrite = ContinuousClock.now
+        let include: (Event) -> Bool = { filter.matches($0) && (authorized || $0.isVisible(to: caller)) }
         while true {
-            let batch: [Event]
-            if let recent = feed.recent(after: cursor) {
-                batch = recent
-            } else {
-                batch = try await log.read(storage, after: cursor, sessionID: filter.sessionID, limit: 500)
-            }
-            if let last = batch.last {
-                var buffer = ByteBuffer()
-                for event in batch where filter.matches(event) && (authorized || event.isVisible(to: caller)) {
-                    Self.append(event, to: &buffer)
-                }
-                cursor = last.id
-                if buffer.readableBytes > 0 {
+            if let recent = feed.recent(after: cursor, sessionID: filter.sessionID, where: include) {
+                if !recent.events.isEmpty {
+                    var buffer = ByteBuffer()
+                    for event in recent.events { Self.append(event, to: &buffer) }
                     try await writer.write(buffer)
                     lastWrite = ContinuousClock.now
                 }
-                continue
+                cursor = recent.through
+            } else {
+                // Behind the feed's window (a resume from long ago): from the database, in pages.
+                let batch = try await log.read(storage, after: cursor, sessionID: filter.sessionID, limit: 500)
+                if let last = batch.last {
+                    var buffer = ByteBuffer()
+                    for event in batch where include(event) { Self.append(event, to: &buffer) }
+                    cursor = last.id
+                    if buffer.readableBytes > 0 {
+                        try await writer.write(buffer)
+                        lastWrite = ContinuousClock.now
+                    }
+                    continue
+                }
             }
             if ContinuousClock.now - lastWrite >= heartbeat {
                 try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                 lastWrite = ContinuousClock.now
             }
-            guard await feed.next(after: cursor) else { return }
+            guard await feed.next(after: cursor, sessionID: filter.sessionID) else { return }
         }
     }
 

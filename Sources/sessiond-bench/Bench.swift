@@ -37,6 +37,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Packages in each of those sessions (enough that no delivery repeats).")
     var packagesPerSession = 100
 
+    @Option(help: "Live-stream clients (each follows one active session's events) during the last delivery workload.")
+    var streamClients = 1000
+
+    @Flag(help: "On PostgreSQL: connect the live-stream clients to a second server on the same database (the writes go to the first), so events cross servers through LISTEN/NOTIFY.")
+    var streamsOnSecondServer = false
+
     @Option(help: "Server log level during the run.")
     var logLevel = "warning"
 
@@ -96,25 +102,77 @@ struct Bench: AsyncParsableCommand {
         }
         log("seeded \(sessions) active sessions × \(packagesPerSession) packages in \(String(format: "%.1f", Date().timeIntervalSince(seedStart))) s")
 
-        // Interleave: consecutive requests go to different sessions.
-        var deliveries: [(String, String, String)] = []
-        for round in 0..<packagesPerSession {
-            for session in targets where round < session.count { deliveries.append(session[round]) }
+        // Three delivery workloads on different packages of the same sessions (a third each), so no
+        // delivery repeats: spread (consecutive requests go to different sessions), concentrated
+        // (5 sessions at a time: the 32 requests in flight all hit those 5), and spread again with
+        // live-stream clients connected.
+        let third = packagesPerSession / 3
+        func spread(_ rounds: Range<Int>) -> [(String, String, String)] {
+            var list: [(String, String, String)] = []
+            for round in rounds {
+                for session in targets where round < session.count { list.append(session[round]) }
+            }
+            return list
         }
-        let script = scratch.appendingPathComponent("deliver.lua")
-        try Self.deliveryScript(deliveries, threads: threads, dataPath: scratch.appendingPathComponent("deliveries.tsv").path, key: client.key)
-            .write(to: script, atomically: true, encoding: .utf8)
+        var concentrated: [(String, String, String)] = []
+        for group in stride(from: 0, to: targets.count, by: 5) {
+            let sessions = targets[group..<min(group + 5, targets.count)]
+            for round in third..<(2 * third) {
+                for session in sessions where round < session.count { concentrated.append(session[round]) }
+            }
+        }
+        func script(_ name: String, _ list: [(String, String, String)]) throws -> String {
+            let path = scratch.appendingPathComponent("\(name).lua")
+            try Self.deliveryScript(list, threads: threads, dataPath: scratch.appendingPathComponent("\(name).tsv").path, key: client.key)
+                .write(to: path, atomically: true, encoding: .utf8)
+            return path.path
+        }
 
         var rows: [Row] = []
         rows.append(try run(name: "GET /health (no key)", url: base + "/health", server: serverProcess))
         rows.append(try run(name: "GET /api/auth/whoami (owner key: authentication alone)", url: base + "/api/auth/whoami", key: reader.key, server: serverProcess))
         rows.append(try run(name: "GET /api/sessions/{id} (200 packages, \(big.count / 1024) KB, owner key)", url: base + "/api/sessions/\(bigID)", key: reader.key, server: serverProcess))
-        rows.append(try run(name: "POST delivery/complete over \(sessions) active sessions (owner key)", url: base, script: script.path, server: serverProcess))
+        rows.append(try run(name: "POST delivery/complete over \(sessions) active sessions (owner key)", url: base, script: try script("spread", spread(0..<third)), server: serverProcess))
+        rows.append(try run(name: "POST delivery/complete concentrated on 5 sessions at a time (owner key)", url: base, script: try script("concentrated", concentrated), server: serverProcess))
+
+        var streamLine = ""
+        if streamClients > 0 {
+            let watched = targets.prefix(streamClients).compactMap { $0.first?.0 }
+            var streamPort = port
+            var second: Process?
+            if streamsOnSecondServer, databaseURL.hasPrefix("postgres") {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: server)
+                process.arguments = ["serve", "--port", String(port + 1), "--database", databaseURL, "--log-level", logLevel, "--log-format", logFormat]
+                process.standardOutput = FileHandle.nullDevice
+                process.environment = serverProcess.environment
+                try process.run()
+                try await Client(base: "http://127.0.0.1:\(port + 1)", key: nil).waitUntilReady()
+                streamPort = port + 1
+                second = process
+            }
+            defer { second?.terminate() }
+            let clients = try StreamClients(port: streamPort, paths: watched.map { "/api/sessions/\($0)/events" }, key: client.key ?? "")
+            try await Task.sleep(for: .seconds(2))
+            clients.reset()
+            rows.append(try run(
+                name: "POST delivery/complete over \(sessions) sessions, \(watched.count) SSE clients following them\(second == nil ? "" : " on a second server")", url: base,
+                script: try script("streamed", spread((2 * third)..<packagesPerSession)), server: serverProcess))
+            try await Task.sleep(for: .seconds(1))
+            clients.stop()
+            let (count, latencies) = clients.results
+            func percentile(_ p: Double) -> Int { latencies.isEmpty ? -1 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+            let place = second == nil ? "on the server that writes" : "on a second server (writes on the first; NOTIFY between them)"
+            streamLine = "Live streams: \(watched.count) clients \(place), each following one session, received \(count) events; from the change "
+                + "(its created_at, taken before the commit) to the client p50 \(percentile(0.5)) ms, p99 \(percentile(0.99)) ms, "
+                + "max \(latencies.last ?? -1) ms (goal p99 < 100 ms).\n"
+        }
 
         let delivered = try await client.deliveredCount(targets.prefix(50).map { $0.first?.0 ?? "" })
         log("check: \(delivered) packages delivered in the first 50 sessions")
 
-        let report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel) (\(logFormat))")
+        var report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel) (\(logFormat))")
+        report += streamLine.isEmpty ? "" : "\n" + streamLine
         // The file first: printing into a closed pipe ends the process.
         if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
         print(report)
@@ -127,6 +185,19 @@ struct Bench: AsyncParsableCommand {
         var p99: String
         var non2xx: Int
         var peakRSSMB: Double
+        /// The server's CPU time (user + system) per request during the run, in microseconds.
+        var cpuMicrosPerRequest: Double
+    }
+
+    /// The server's CPU time so far, in seconds (user + system, from /proc).
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command name: state is field 3, utime 14 and stime 15 (1-based), in clock ticks.
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     func run(name: String, url: String, script: String? = nil, key: String? = nil, server: Process) throws -> Row {
@@ -139,9 +210,11 @@ struct Bench: AsyncParsableCommand {
         wrk.arguments = arguments + [url]
         let pipe = Pipe()
         wrk.standardOutput = pipe
+        let cpuBefore = Self.cpuSeconds(pid: server.processIdentifier)
         try wrk.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         wrk.waitUntilExit()
+        let cpu = Self.cpuSeconds(pid: server.processIdentifier) - cpuBefore
         let text = String(decoding: data, as: UTF8.self)
         func field(_ prefix: String) -> String? {
             text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(prefix) }
@@ -151,7 +224,8 @@ struct Bench: AsyncParsableCommand {
         let non2xx = Int(field("Non-2xx or 3xx responses:") ?? "0") ?? 0
         return Row(
             name: name, requestsPerSecond: rps, p50: field("50%") ?? "?", p99: field("99%") ?? "?", non2xx: non2xx,
-            peakRSSMB: Self.peakRSS(pid: server.processIdentifier))
+            peakRSSMB: Self.peakRSS(pid: server.processIdentifier),
+            cpuMicrosPerRequest: rps > 0 ? cpu / (rps * Double(duration)) * 1_000_000 : 0)
     }
 
     static func peakRSS(pid: Int32) -> Double {
@@ -203,17 +277,19 @@ struct Bench: AsyncParsableCommand {
     }
 
     static func report(rows: [Row], database: String, settings: String) -> String {
-        var text = "| workload (\(database)) | requests/s | p50 | p99 | non-2xx | server peak RSS |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+        var text = "| workload (\(database)) | requests/s | p50 | p99 | non-2xx | server CPU per request | server peak RSS |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
         for row in rows {
-            text += "| \(row.name) | \(String(format: "%.0f", row.requestsPerSecond)) | \(row.p50) | \(row.p99) | \(row.non2xx) | \(String(format: "%.1f", row.peakRSSMB)) MB |\n"
+            text += "| \(row.name) | \(String(format: "%.0f", row.requestsPerSecond)) | \(row.p50) | \(row.p99) | \(row.non2xx) | \(String(format: "%.0f", row.cpuMicrosPerRequest)) µs | \(String(format: "%.1f", row.peakRSSMB)) MB |\n"
         }
-        if rows.count == 4, rows[0].requestsPerSecond > 0, rows[1].requestsPerSecond > 0 {
+        if rows.count >= 5, rows[0].requestsPerSecond > 0, rows[1].requestsPerSecond > 0 {
             let ratio = rows[2].requestsPerSecond / rows[0].requestsPerSecond * 100
             // Both cores are busy in both runs, so the extra CPU per request is 2 cores × the
             // difference of the per-request times.
             let authMicros = 2 * (1 / rows[1].requestsPerSecond - 1 / rows[0].requestsPerSecond) * 1_000_000
+            let concentration = rows[4].requestsPerSecond / rows[3].requestsPerSecond * 100
             text += "\nBig read at \(String(format: "%.0f", ratio))% of /health (goal ≥ 40%). "
-            text += "Durable deliveries \(String(format: "%.0f", rows[3].requestsPerSecond))/s, p99 \(rows[3].p99) (goal ≥ 5,000/s, p99 < 20 ms on SQLite).\n"
+            text += "Durable deliveries \(String(format: "%.0f", rows[3].requestsPerSecond))/s, p99 \(rows[3].p99) (goal ≥ 5,000/s, p99 < 20 ms on SQLite; ≥ 4,000/s on PostgreSQL); "
+            text += "concentrated on 5 sessions \(String(format: "%.0f", rows[4].requestsPerSecond))/s, \(String(format: "%.0f", concentration))% of spread (goal: within 20%).\n"
             text += "Authentication (an owner key: parse, hash, one indexed read of api_keys, rate-limit bucket) costs about \(String(format: "%.0f", authMicros)) µs of server CPU per request (whoami against /health, both cores busy).\n"
         }
         text += "\nSettings: \(settings).\n"

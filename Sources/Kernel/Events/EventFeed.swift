@@ -56,7 +56,13 @@ public final class EventFeed: Service, Sendable {
         /// Every event after this one, up to `head`, is in `window`.
         var windowStart = EventID.start
         var window: [Event] = []
+        /// The same events by session, so a reader of one session looks only at its own.
+        var sessionWindows: [String: [Event]] = [:]
+        /// Readers of every session, released by any news.
         var waiters: [CheckedContinuation<Bool, Never>] = []
+        /// Readers of one session, released only by news of that session (or a tick): a thousand
+        /// dashboards each on its own session are not all woken by every commit.
+        var sessionWaiters: [String: [CheckedContinuation<Bool, Never>]] = [:]
         var handlers: [@Sendable ([Event]) -> Void] = []
         /// A store in this process committed since the last read: tell the other servers.
         var localCommits = false
@@ -91,29 +97,46 @@ public final class EventFeed: Service, Sendable {
     /// Whether the feed has read the log's head and serves readers.
     public var isRunning: Bool { state.withLock { $0.started && !$0.readersEnded } }
 
-    /// The events after `cursor` read so far, or nil when the window no longer reaches back to
-    /// `cursor` (the reader then reads the database).
-    public func recent(after cursor: EventID) -> [Event]? {
+    /// The events after `cursor` read so far that `include` accepts (evaluated here, so only they
+    /// are copied), and the newest event read (`through`: the reader's next cursor); nil when the
+    /// window no longer reaches back to `cursor` (the reader then reads the database).
+    public func recent(
+        after cursor: EventID, sessionID: String? = nil, where include: (Event) -> Bool
+    ) -> (events: [Event], through: EventID)? {
         state.withLock { state in
             guard state.started, cursor >= state.windowStart else { return nil }
-            var low = 0
-            var high = state.window.count
-            while low < high {
-                let middle = (low + high) / 2
-                if state.window[middle].id <= cursor { low = middle + 1 } else { high = middle }
+            let through = max(cursor, state.head)
+            if let sessionID {
+                guard let list = state.sessionWindows[sessionID] else { return ([], through) }
+                return (Self.after(cursor, in: list).filter(include), through)
             }
-            return Array(state.window[low...])
+            return (Self.after(cursor, in: state.window).filter(include), through)
         }
     }
 
-    /// Waits until there is an event after `cursor`, or at most about `tick`. False once the feed
-    /// has stopped (the server is shutting down): streams then end.
-    public func next(after cursor: EventID) async -> Bool {
+    /// The events of a sorted list after `cursor` (a binary search, then a slice).
+    static func after(_ cursor: EventID, in list: [Event]) -> ArraySlice<Event> {
+        var low = 0
+        var high = list.count
+        while low < high {
+            let middle = (low + high) / 2
+            if list[middle].id <= cursor { low = middle + 1 } else { high = middle }
+        }
+        return list[low...]
+    }
+
+    /// Waits until there is an event after `cursor` (of `sessionID` only, when given), or at most
+    /// about `tick`. False once the server is shutting down: streams then end.
+    public func next(after cursor: EventID, sessionID: String? = nil) async -> Bool {
         await withCheckedContinuation { continuation in
             let now = state.withLock { state -> Bool? in
                 if state.readersEnded { return false }
                 if state.started, state.head > cursor { return true }
-                state.waiters.append(continuation)
+                if let sessionID {
+                    state.sessionWaiters[sessionID, default: []].append(continuation)
+                } else {
+                    state.waiters.append(continuation)
+                }
                 return nil
             }
             if let now { continuation.resume(returning: now) }
@@ -150,8 +173,11 @@ public final class EventFeed: Service, Sendable {
     public func endReaders() {
         let waiters = state.withLock { state in
             state.readersEnded = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            defer {
+                state.waiters.removeAll()
+                state.sessionWaiters.removeAll()
+            }
+            return state.waiters + state.sessionWaiters.values.joined()
         }
         for waiter in waiters { waiter.resume(returning: false) }
     }
@@ -206,7 +232,7 @@ public final class EventFeed: Service, Sendable {
                 defer { state.localCommits = false }
                 return state.localCommits
             }
-            var news = false
+            var news: Set<String>?
             do {
                 news = try await catchUp()
             } catch {
@@ -220,37 +246,62 @@ public final class EventFeed: Service, Sendable {
                 }
             }
             let now = ContinuousClock.now
-            if news || now - released >= configuration.tick {
-                released = now
+            let tick = now - released >= configuration.tick
+            if tick { released = now }
+            if news != nil || tick {
                 let waiters = state.withLock { state in
-                    defer { state.waiters.removeAll(keepingCapacity: true) }
-                    return state.waiters
+                    var woken = state.waiters
+                    state.waiters.removeAll(keepingCapacity: true)
+                    if tick {
+                        woken += state.sessionWaiters.values.joined()
+                        state.sessionWaiters.removeAll(keepingCapacity: true)
+                    } else if let news {
+                        for sessionID in news {
+                            if let waiting = state.sessionWaiters.removeValue(forKey: sessionID) { woken += waiting }
+                        }
+                    }
+                    return woken
                 }
                 for waiter in waiters { waiter.resume(returning: true) }
             }
         }
     }
 
-    /// Reads everything after `head`; true when something was read.
-    private func catchUp() async throws -> Bool {
-        var read = false
+    /// Reads everything after `head`; the sessions it read events of (nil when nothing was read).
+    private func catchUp() async throws -> Set<String>? {
+        var sessions: Set<String>?
         while true {
             let cursor = head
             let events = try await log.read(storage, after: cursor, limit: configuration.batch)
-            guard !events.isEmpty else { return read }
-            read = true
+            guard !events.isEmpty else { return sessions }
+            var touched = sessions ?? []
+            for event in events { if let sessionID = event.sessionID { touched.insert(sessionID) } }
+            sessions = touched
             let handlers = state.withLock { state in
                 state.head = events[events.count - 1].id
                 state.window += events
-                let excess = state.window.count - configuration.window
-                if excess > 0 {
+                for event in events {
+                    if let sessionID = event.sessionID { state.sessionWindows[sessionID, default: []].append(event) }
+                }
+                // Trimmed by a quarter at a time, not on every batch: each trim moves the array.
+                if state.window.count > configuration.window + configuration.window / 4 {
+                    let excess = state.window.count - configuration.window
+                    for event in state.window[0..<excess] {
+                        guard let sessionID = event.sessionID else { continue }
+                        // The oldest events of the window are the oldest of their session too.
+                        if state.sessionWindows[sessionID]?.count ?? 0 <= 1 {
+                            state.sessionWindows[sessionID] = nil
+                        } else {
+                            state.sessionWindows[sessionID]?.removeFirst()
+                        }
+                    }
                     state.windowStart = state.window[excess - 1].id
                     state.window.removeFirst(excess)
                 }
                 return state.handlers
             }
             for handler in handlers { handler(events) }
-            if events.count < configuration.batch { return read }
+            if events.count < configuration.batch { return sessions }
         }
     }
 }

@@ -283,8 +283,10 @@ public struct EventLog: Sendable {
                 created_at BIGINT NOT NULL,
                 data TEXT NOT NULL
             )
-            """
-        ] + indexes,
+            """,
+            // The position is the rowid: one index (by session) is all SQLite needs.
+            "CREATE INDEX events_session ON events (session_id, position)",
+        ],
         postgres: [
             """
             CREATE TABLE events (
@@ -299,11 +301,8 @@ public struct EventLog: Sendable {
                 created_at BIGINT NOT NULL,
                 data TEXT NOT NULL
             )
-            """
-        ] + indexes)
-
-    static let indexes = [
-        "CREATE INDEX events_session ON events (session_id, tx_id, position)",
-        "CREATE INDEX events_tx_position ON events (tx_id, position)",
-    ]
+            """,
+            "CREATE INDEX events_session ON events (session_id, tx_id, position)",
+            "CREATE INDEX events_tx_position ON events (tx_id, position)",
+        ])
 }
