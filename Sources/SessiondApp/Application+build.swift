@@ -46,7 +46,7 @@ public func buildApplication(
     // Outermost first: id and log line, request metrics, errors to problem+json, the route's policy (body limit,
     // authentication, CSRF, rate limit), then idempotent replay scoped to the authenticated principal.
     router.add(middleware: RequestLogMiddleware(ids: ids))
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestMetricsMiddleware())
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: AccessMiddleware(access: access, routes: routes, clock: clock, defaultBodyLimit: configuration.maxBodyBytes))
     let idempotency = IdempotencyStore(storage: storage)

@@ -5,7 +5,7 @@ import Metrics
 import Prometheus
 
 /// `GET /metrics`: the process's figures in the Prometheus text format. Requests by route
-/// template and status with a latency histogram (Hummingbird's `MetricsMiddleware`), SQLite
+/// template, method and status with a latency histogram (`RequestMetricsMiddleware`), SQLite
 /// commit batches and their sizes, events appended, SSE clients connected (recorded as they
 /// happen), and sessions by status (counted at each scrape).
 enum SessiondMetrics {

@@ -27,9 +27,9 @@ struct MetricsTests {
             func has(_ prefix: String, _ parts: [String] = []) -> Bool {
                 lines.contains { line in line.hasPrefix(prefix) && parts.allSatisfy { line.contains($0) } }
             }
-            #expect(has("hb_requests{", [#"http_route="/api/sessions/{id}""#, #"http_response_status_code="200""#]))
-            #expect(has("hb_requests{", [#"http_route="/api/sessions/{id}""#, #"http_response_status_code="404""#]))
-            #expect(has("http_server_request_duration_bucket", [#"http_route="/api/sessions/create""#, "le="]))
+            #expect(has("sessiond_http_request_duration_seconds_count", [#"route="/api/sessions/{id}""#, #"status="200""#, #"method="GET""#]))
+            #expect(has("sessiond_http_request_duration_seconds_count", [#"route="/api/sessions/{id}""#, #"status="404""#]))
+            #expect(has("sessiond_http_request_duration_seconds_bucket", [#"route="/api/sessions/create""#, #"status="201""#, "le="]))
             #expect(has("sessiond_db_write_batches_total"))
             #expect(has("sessiond_db_write_batch_size_bucket", ["le="]))
             #expect(has("sessiond_events_appended_total"))

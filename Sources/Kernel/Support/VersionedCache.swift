@@ -37,16 +37,23 @@ public final class VersionedCache<Value: Sendable>: Sendable {
 
     public func publish(_ key: String, version: Int64, value: Value) {
         let now = ContinuousClock.now
-        entries.withLock { entries in
+        // What is replaced or evicted is handed out of the lock and freed after it: freeing a large
+        // aggregate (its arrays) inside would hold the lock that every read and the writer take.
+        let dropped = entries.withLock { entries -> [Entry] in
             if let existing = entries[key], existing.version >= version {
                 if existing.version == version { entries[key]?.checkedAt = now }
-                return
+                return []
             }
+            var dropped: [Entry] = []
             if entries.count >= capacity, entries[key] == nil {
-                for victim in entries.keys.prefix(capacity / 8 + 1) { entries[victim] = nil }
+                for victim in Array(entries.keys.prefix(capacity / 8 + 1)) {
+                    if let entry = entries.removeValue(forKey: victim) { dropped.append(entry) }
+                }
             }
-            entries[key] = Entry(version: version, value: value, checkedAt: now)
+            if let old = entries.updateValue(Entry(version: version, value: value, checkedAt: now), forKey: key) { dropped.append(old) }
+            return dropped
         }
+        _ = dropped
     }
 
     /// Records that `version` is still the database's.
