@@ -27,11 +27,15 @@ public final class EventFeed: Service, Sendable {
         public var window: Int
         /// Events read per query.
         public var batch: Int
+        /// The shortest time between two reads of the log: commits that come closer together are
+        /// read (and, on PostgreSQL, announced to other servers) together.
+        public var minimumInterval: Duration
 
         public init(
             pollInterval: Duration = .milliseconds(500), tick: Duration = .seconds(5), heartbeat: Duration = .seconds(10), window: Int = 20_000,
-            batch: Int = 1_000
+            batch: Int = 1_000, minimumInterval: Duration = .milliseconds(5)
         ) {
+            self.minimumInterval = minimumInterval
             self.pollInterval = pollInterval
             self.tick = tick
             self.heartbeat = heartbeat
@@ -227,7 +231,11 @@ public final class EventFeed: Service, Sendable {
 
     private func follow() async {
         var released = ContinuousClock.now
+        var lastRead = ContinuousClock.now - configuration.minimumInterval
         for await _ in wakeups {
+            let wait = lastRead + configuration.minimumInterval - ContinuousClock.now
+            if wait > .zero { try? await Task.sleep(for: wait) }
+            lastRead = ContinuousClock.now
             let local = state.withLock { state in
                 defer { state.localCommits = false }
                 return state.localCommits

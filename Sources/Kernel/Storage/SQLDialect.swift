@@ -5,17 +5,19 @@ public enum SQLDialect: String, Sendable {
     /// Rewrites `?` placeholders to `$1…$n` for PostgreSQL. Our SQL never puts `?` inside literals.
     public func placeholders(_ sql: String) -> String {
         guard self == .postgres else { return sql }
-        var result = ""
-        result.reserveCapacity(sql.utf8.count + 16)
+        // Bytes, not Characters: this runs on every PostgreSQL statement, some kilobytes long.
+        var result: [UInt8] = []
+        result.reserveCapacity(sql.utf8.count + 64)
         var index = 0
-        for character in sql {
-            if character == "?" {
+        for byte in sql.utf8 {
+            if byte == UInt8(ascii: "?") {
                 index += 1
-                result += "$\(index)"
+                result.append(UInt8(ascii: "$"))
+                result.append(contentsOf: String(index).utf8)
             } else {
-                result.append(character)
+                result.append(byte)
             }
         }
-        return result
+        return String(decoding: result, as: UTF8.self)
     }
 }
