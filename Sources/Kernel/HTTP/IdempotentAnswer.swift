@@ -30,7 +30,7 @@ public struct RenderedAnswer: Sendable {
 ///
 /// The idempotency middleware claims the key and puts a slot in the task (`current`); the route
 /// says how its output becomes an answer (`respond`); the store that commits the request's change
-/// renders that answer and stores it **in the same transaction** (`statements(for:)`). So the
+/// renders that answer and stores it **in the same transaction** (`answer(for:)`). So the
 /// change and its answer commit together: after a crash a retry either finds the answer or finds
 /// that nothing was committed, and never runs a committed change twice.
 public final class IdempotencySlot: Sendable {
@@ -60,12 +60,17 @@ public final class IdempotencySlot: Sendable {
         state.withLock { $0.render = { ($0 as? Output).map(render) } }
     }
 
-    /// The statement that stores the answer `output` renders to, for the transaction of the
-    /// change that produced it (none when the route did not say how to render this output).
-    public func statements(for output: any Sendable) -> [SQLStatement] {
-        guard let render = state.withLock({ $0.render }), let answer = render(output) else { return [] }
+    /// The answer `output` renders to and the statement that stores it, for the transaction of
+    /// the change that produced it (nil when the route did not say how to render this output).
+    /// Once that transaction has committed, the store calls `stored(_:)`.
+    public func answer(for output: any Sendable) -> (answer: RenderedAnswer, statement: SQLStatement)? {
+        guard let render = state.withLock({ $0.render }), let answer = render(output) else { return nil }
+        return (answer, IdempotencyStore.saveStatement(scope: scope, key: key, requestHash: requestHash, answer: answer))
+    }
+
+    /// The answer committed with the change: the middleware has nothing left to store.
+    public func stored(_ answer: RenderedAnswer) {
         state.withLock { $0.stored = answer }
-        return [IdempotencyStore.saveStatement(scope: scope, key: key, requestHash: requestHash, answer: answer)]
     }
 
     /// Runs `produce` (a service call) and renders its output. When the request carries an

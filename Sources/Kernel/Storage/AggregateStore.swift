@@ -100,7 +100,8 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
     public func create<Output: Sendable>(_ aggregate: Aggregate, output: Output) async throws {
         let slot = IdempotencySlot.current
         let emitted = schema.events(from: nil, to: aggregate)
-        let statements = schema.changes(from: nil, to: aggregate) + events.append(emitted) + (slot?.statements(for: output) ?? [])
+        let answer = slot?.answer(for: output)
+        let statements = schema.changes(from: nil, to: aggregate) + events.append(emitted) + (answer.map { [$0.statement] } ?? [])
         switch storage {
         case .sqlite(let db):
             try await db.write { connection in
@@ -110,6 +111,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
             try await Self.execute(statements, on: db)
         }
         cache.publish(schema.id(of: aggregate), version: schema.version(of: aggregate), value: aggregate)
+        if let answer { slot?.stored(answer.answer) }
         KernelMetrics.eventsAppended(emitted.count)
         didCommitEvents()
     }
@@ -178,7 +180,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
     private func plan<Result, Output: Sendable>(
         _ before: Aggregate, slot: IdempotencySlot?, alongside: (Output) -> [SQLStatement], _ change: (inout Aggregate) throws -> Result,
         output: (Result, Aggregate) -> Output
-    ) throws -> (statements: [SQLStatement], saved: Aggregate, changed: Bool, output: Output, events: Int) {
+    ) throws -> Plan<Output> {
         var aggregate = before
         let result = try change(&aggregate)
         let changed = schema.changed(from: before, to: aggregate)
@@ -193,8 +195,24 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
         }
         let answer = output(result, aggregate)
         statements += alongside(answer)
-        if !statements.isEmpty, let slot { statements += slot.statements(for: answer) }
-        return (statements, aggregate, changed, answer, emitted.count)
+        var rendered: RenderedAnswer?
+        if !statements.isEmpty, let slot, let stored = slot.answer(for: answer) {
+            statements.append(stored.statement)
+            rendered = stored.answer
+        }
+        return Plan(statements: statements, saved: aggregate, changed: changed, output: answer, events: emitted.count, answer: rendered)
+    }
+
+    /// What one change comes to.
+    struct Plan<Output: Sendable>: Sendable {
+        var statements: [SQLStatement]
+        /// The aggregate as saved (the one before, when nothing changed).
+        var saved: Aggregate
+        var changed: Bool
+        var output: Output
+        var events: Int
+        /// The idempotent answer saved with it.
+        var answer: RenderedAnswer?
     }
 
     private func updateSQLite<Result: Sendable, Output: Sendable>(
@@ -202,29 +220,41 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
         _ change: @escaping @Sendable (inout Aggregate) throws -> Result, output: @escaping @Sendable (Result, Aggregate) -> Output
     ) async throws -> Output {
         let schema = schema
-        // Runs on the single writer, inside this request's savepoint of the group commit.
-        let outcome: (Output, Aggregate, Bool, Int)
+        // The single writer is the one serial step of every write: the change is worked out here,
+        // on the caller's thread, from the cached copy, and the writer only checks that this copy
+        // is still the stored version before saving it. When it is not (another write to this
+        // session got in first: a hot session), the writer works the change out again itself.
+        let early: (version: Int64, plan: Swift.Result<Plan<Output>, any Error>)? = cache.get(id).map { cached in
+            (cached.version, Swift.Result { try plan(cached.value, slot: slot, alongside: alongside, change, output: output) })
+        }
+        let done: Plan<Output>
         do {
-            outcome = try await db.write { [self] connection -> (Output, Aggregate, Bool, Int) in
+            // Runs on the single writer, inside this request's savepoint of the group commit.
+            done = try await db.write { [self] connection -> Plan<Output> in
                 guard let row = try connection.query(schema.versionQuery, [.text(id)]).first else { throw schema.notFound(id) }
                 let current = try row.int(0)
-                let before: Aggregate
-                // Looked up here, on the writer, not when the write was queued: a write committed
-                // meanwhile is in the cache by now, or still in `pending` (published, then removed).
-                if let saved = pending.withLock({ $0[id] }), saved.version == current {
-                    before = saved.value  // written earlier in this batch
-                } else if let cached = cache.get(id), cached.version == current {
-                    before = cached.value
+                let plan: Plan<Output>
+                if let early, early.version == current {
+                    plan = try early.plan.get()
                 } else {
-                    guard let loaded = try schema.decode(schema.loadQueries.map { try connection.query($0, [.text(id)]) }) else {
-                        throw schema.notFound(id)
+                    let before: Aggregate
+                    // Looked up here, on the writer: a write committed meanwhile is in the cache
+                    // by now, or still in `pending` (published, then removed).
+                    if let saved = pending.withLock({ $0[id] }), saved.version == current {
+                        before = saved.value  // written earlier in this batch
+                    } else if let cached = cache.get(id), cached.version == current {
+                        before = cached.value
+                    } else {
+                        guard let loaded = try schema.decode(schema.loadQueries.map { try connection.query($0, [.text(id)]) }) else {
+                            throw schema.notFound(id)
+                        }
+                        before = loaded
                     }
-                    before = loaded
+                    plan = try self.plan(before, slot: slot, alongside: alongside, change, output: output)
                 }
-                let plan = try plan(before, slot: slot, alongside: alongside, change, output: output)
                 for statement in plan.statements { try connection.execute(statement) }
                 if plan.changed { pending.withLock { $0[id] = (current + 1, plan.saved) } }
-                return (plan.output, plan.saved, plan.changed, plan.events)
+                return plan
             }
         } catch StorageError.conflict {
             // A guard failed although the version was read in this transaction: only a schema
@@ -235,14 +265,15 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
             forgetPending(id)
             throw error
         }
-        if outcome.2 {
-            let version = schema.version(of: outcome.1)
-            cache.publish(id, version: version, value: outcome.1)
+        if let answer = done.answer { slot?.stored(answer) }
+        if done.changed {
+            let version = schema.version(of: done.saved)
+            cache.publish(id, version: version, value: done.saved)
             pending.withLock { if $0[id]?.version == version { $0[id] = nil } }
-            KernelMetrics.eventsAppended(outcome.3)
+            KernelMetrics.eventsAppended(done.events)
             didCommitEvents()
         }
-        return outcome.0
+        return done.output
     }
 
     /// After a failed batch: what it saved was rolled back.
@@ -273,6 +304,7 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
                     if attempt < maxAttempts { continue }
                     throw WriteContention(id: id, attempts: attempt)
                 }
+                if let answer = plan.answer { slot?.stored(answer) }
                 if plan.changed {
                     cache.publish(id, version: schema.version(of: plan.saved), value: plan.saved)
                     KernelMetrics.eventsAppended(plan.events)
