@@ -91,3 +91,32 @@ struct SecretsTests {
         }
     }
 }
+
+extension SecretsTests {
+    /// A keyed request's answer is kept for replays, but a new key's secret (or a login link) is
+    /// only ever stored as a hash: the replay says it succeeded and where the key is, without it.
+    /// (Before, the answer with the secret sat in idempotency_keys for 24 h.)
+    @Test("a replayed key creation withholds the secret, which is never stored for the replay")
+    func idempotentKeyCreationKeepsNoSecret() async throws {
+        try await withApp { client, location in
+            let request = body(["name": "retry", "role": "owner", "user_id": "maria"])
+            let first = try await client.send(.post, "/api/keys", json: request, headers: [.idempotencyKey: "key-once"])
+            #expect(first.status == .created)
+            #expect(first.headers[.cacheControl] == "no-store")
+            let created = try JSONDecoder().decode(JSONValue.self, from: Data(String(buffer: first.body).utf8))
+            let secret = try #require(created["key"]?.string)
+
+            let replay = try await client.send(.post, "/api/keys", json: request, headers: [.idempotencyKey: "key-once"])
+            #expect(replay.status == .conflict)
+            #expect(replay.headers[.idempotentReplayed] == "true")
+            #expect(replay.headers[.location] == "/api/keys/\(created["key_id"]!.string!)")
+            #expect(String(buffer: replay.body).contains("idempotency-answer-withheld"))
+            #expect(!String(buffer: replay.body).contains(secret))
+            let stored = try await queryRaw("SELECT body FROM idempotency_keys", on: location).map { try $0.string(0) }
+            #expect(!stored.isEmpty && stored.allSatisfy { !$0.contains(secret) })
+            // One key was made, not two.
+            let keys = try await client.json(.get, "/api/keys")["items"]!.array.filter { $0["name"]?.string == "retry" }
+            #expect(keys.count == 1)
+        }
+    }
+}

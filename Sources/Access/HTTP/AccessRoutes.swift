@@ -42,7 +42,7 @@ public struct AccessRoutes: Sendable {
             let (key, secret) = try await access.createKey(
                 .init(name: body.name, role: body.role, userID: body.userID, delivererID: body.delivererID, expiresAt: body.expiresAt),
                 caller: context.caller, ip: context.clientAddress)
-            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)"])
+            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)", .cacheControl: "no-store"])
         }
         routes.add(.init(.get, "/api/keys", summary: "API keys, newest first, without secrets (admin)", tag: tag, response: "KeyPage", errors: [422], query: [.limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
@@ -57,7 +57,7 @@ public struct AccessRoutes: Sendable {
         }
         routes.add(.init(.post, "/api/keys/{key_id}/rotate", summary: "A new key in place of this one, which is revoked (admin)", tag: tag, response: "CreatedKey", status: 201, errors: [404]), to: router) { _, context in
             let (key, secret) = try await access.rotateKey(try context.parameters.require("key_id"), caller: context.caller, ip: context.clientAddress)
-            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)"])
+            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)", .cacheControl: "no-store"])
         }
 
         routes.add(.init(.post, "/api/auth/login-links", summary: "A one-time login link, valid 10 minutes (admin, or an owner for itself)", tag: tag, request: "LoginLinkRequest", response: "LoginLink", status: 201, errors: [400, 422]), to: router) { request, context in
@@ -65,7 +65,8 @@ public struct AccessRoutes: Sendable {
             let buffer = try await request.collectBody(upTo: context.maxUploadSize)
             let body = buffer.readableBytes == 0 ? LoginLinkBody(userID: nil) : try JSONBody.decode(LoginLinkBody.self, from: buffer)
             let link = try await access.createLoginLink(userID: body.userID, caller: context.caller, baseURL: Self.baseURL(request), ip: context.clientAddress)
-            return try JSONResponse.make(["url": .string(link.url), "expires_at": .string(link.expiresAt.rfc3339)] as JSONValue, status: .created)
+            return try JSONResponse.make(
+                ["url": .string(link.url), "expires_at": .string(link.expiresAt.rfc3339)] as JSONValue, status: .created, headers: [.cacheControl: "no-store"])
         }
         routes.add(.init(.get, "/auth/login", summary: "Use a login link: sets the login cookie and redirects to /", tag: tag, status: 303, errors: [401], query: [QueryParameter("token", schema: ["type": "string"])], access: .public), to: router) { request, context in
             guard let token = request.queryString("token") else {

@@ -222,12 +222,17 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         try await response.body.write(collector)
         let bytes = collector.buffer
         let now = clock.now()
+        // An answer marked `no-store` holds a secret (a new API key, a login link): sessiond keeps
+        // only hashes of those, so the replay says the request succeeded and points to the
+        // resource, without the secret.
+        let withheld = response.status.code < 300 && (response.headers[.cacheControl]?.contains("no-store") ?? false)
+        let stored = withheld ? Self.withheld(status: Int(response.status.code)) : String(buffer: bytes)
         do {
             try await store.save(
                 IdempotencyRecord(
-                    scope: scope, key: key, requestHash: hash, status: Int(response.status.code),
-                    contentType: response.headers[.contentType], headers: Self.replayedHeaders(response.headers),
-                    body: String(buffer: bytes), createdAt: now,
+                    scope: scope, key: key, requestHash: hash, status: withheld ? 409 : Int(response.status.code),
+                    contentType: withheld ? "application/problem+json" : response.headers[.contentType],
+                    headers: Self.replayedHeaders(response.headers), body: stored, createdAt: now,
                     expiresAt: Timestamp(milliseconds: now.milliseconds + lifetime)))
         } catch {
             // The request itself has committed: its answer is true and is what the client gets. A
@@ -236,6 +241,16 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         }
         response.body = .init(byteBuffer: bytes)
         return response
+    }
+
+    /// The replay of an answer that held a secret.
+    static func withheld(status: Int) -> String {
+        let problem: JSONValue = [
+            "type": .string(Problem.typeBase + "idempotency-answer-withheld"), "title": "Answer withheld", "status": 409,
+            "detail": .string(
+                "The first request with this Idempotency-Key succeeded (\(status)), but its answer held a secret that sessiond does not keep, so it cannot be sent again. Location names what it made."),
+        ]
+        return problem.canonicalText()
     }
 
     static let inFlight = Problem.conflict(
