@@ -255,6 +255,12 @@ public final class AccessService: Sendable {
         }
     }
 
+    /// A key with its secret, as it is answered the once it is shown.
+    public struct CreatedKey: Sendable {
+        public var key: APIKey
+        public var secret: String
+    }
+
     /// A new key and its secret, which is shown this once.
     public func createKey(_ request: NewKey, caller: Caller, ip: String? = nil) async throws -> (key: APIKey, secret: String) {
         try requireAdmin(caller, "Only an admin creates API keys.")
@@ -286,7 +292,7 @@ public final class AccessService: Sendable {
             [
                 AccessSQL.insertKey(key, createdBy: caller.id),
                 audit(AuditAction.keyCreated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(key.id), "role": .string(role.rawValue), "name": .string(name)], at: now, ip: ip),
-            ] + events.append([keyEvent("access.key.created", key, caller: caller, at: now)]))
+            ] + events.append([keyEvent("access.key.created", key, caller: caller, at: now)]), answering: CreatedKey(key: key, secret: secret))
         KernelMetrics.eventsAppended(1)
         didCommitEvents()
         return (key, secret)
@@ -314,12 +320,14 @@ public final class AccessService: Sendable {
         var key = try await key(id, caller: caller)
         guard !key.revoked else { return key }
         let now = clock.now()
+        var revoked = key
+        revoked.revokedAt = now
         do {
             try await store.write(
                 [
                     AccessStore.revokeKey(id, at: now), AccessSQL.bumpEpoch,
                     audit(AuditAction.keyRevoked, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id)], at: now, ip: ip),
-                ] + events.append([keyEvent("access.key.revoked", key, caller: caller, at: now)]))
+                ] + events.append([keyEvent("access.key.revoked", key, caller: caller, at: now)]), answering: revoked)
         } catch StorageError.conflict {
             return try await self.key(id, caller: caller)  // revoked meanwhile
         }
@@ -347,7 +355,7 @@ public final class AccessService: Sendable {
                     audit(AuditAction.keyRotated, .success, userID: key.userID, caller: caller, details: ["key_id": .string(id), "new_key_id": .string(key.id)], at: now, ip: ip),
                 ] + events.append([
                     keyEvent("access.key.created", key, caller: caller, at: now), keyEvent("access.key.revoked", old, caller: caller, at: now),
-                ]))
+                ]), answering: CreatedKey(key: key, secret: secret))
         } catch StorageError.conflict {
             throw Problem.conflict("key-revoked", "Key \(id) was revoked meanwhile.", title: "Key revoked")
         }

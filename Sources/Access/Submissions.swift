@@ -98,7 +98,7 @@ public struct SubmissionService: Sendable {
                     .text(AccessSQL.principalText(caller)), .int(now.milliseconds), .int(now.milliseconds),
                 ]),
             access.audit(AuditAction.automationSubmitted, .success, userID: caller.userID, caller: caller, details: ["submission_id": .string(submission.id), "automation_slug": .string(slug)], at: now, ip: ip),
-        ])
+        ], answering: submission)
         wakeUp?.yield()
         return submission
     }

@@ -133,6 +133,11 @@ struct FoundationTests {
             let failed = try await client.send(.post, "/api/sessions/create", json: request, headers: [.idempotencyKey: "k-1"])
             #expect(failed.status == .internalServerError)
             #expect(try await client.json(.get, "/api/sessions/user/lost-key")["items"]?.array.count == 0)
+            // The same for writes outside the delivery aggregate: a key, a submission.
+            let key = try await client.send(
+                .post, "/api/keys", json: #"{"name":"lost","role":"owner","user_id":"lost-key"}"#, headers: [.idempotencyKey: "k-2"])
+            #expect(key.status == .internalServerError)
+            #expect(try await client.json(.get, "/api/keys")["items"]?.array.contains { $0["name"]?.string == "lost" } == false)
 
             try await executeRaw("DROP TRIGGER refuse_keys" + (location.isPostgres ? " ON idempotency_keys" : ""), on: location)
             let created = try await client.json(.post, "/api/sessions/create", request, expect: .created, headers: [.idempotencyKey: "k-1"])

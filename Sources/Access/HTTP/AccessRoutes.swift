@@ -33,16 +33,23 @@ public struct AccessRoutes: Sendable {
         enum CodingKeys: String, CodingKey { case automationSlug = "automation_slug", payload }
     }
 
+    /// A new key's answer: the only one with its secret, so never cached and never replayed.
+    static func created(_ created: AccessService.CreatedKey) -> RenderedAnswer {
+        .json(created.key.json(secret: created.secret), status: .created, headers: [.location: "/api/keys/\(created.key.id)", .cacheControl: "no-store"])
+    }
+
     public func register(on router: some RouterMethods<SessiondRequestContext>, routes: RouteRegistry) {
         let (access, submissions) = (access, submissions)
         let tag = "access"
 
         routes.add(.init(.post, "/api/keys", summary: "Create an API key (admin); the secret is in this answer only", tag: tag, request: "CreateKey", response: "CreatedKey", status: 201, errors: [400, 422]), to: router) { request, context in
             let body = try await request.decodeJSON(as: CreateKeyBody.self, context: context)
-            let (key, secret) = try await access.createKey(
-                .init(name: body.name, role: body.role, userID: body.userID, delivererID: body.delivererID, expiresAt: body.expiresAt),
-                caller: context.caller, ip: context.clientAddress)
-            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)", .cacheControl: "no-store"])
+            return try await IdempotencySlot.respond {
+                let (key, secret) = try await access.createKey(
+                    .init(name: body.name, role: body.role, userID: body.userID, delivererID: body.delivererID, expiresAt: body.expiresAt),
+                    caller: context.caller, ip: context.clientAddress)
+                return AccessService.CreatedKey(key: key, secret: secret)
+            } render: { Self.created($0) }
         }
         routes.add(.init(.get, "/api/keys", summary: "API keys, newest first, without secrets (admin)", tag: tag, response: "KeyPage", errors: [422], query: [.limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
@@ -53,11 +60,17 @@ public struct AccessRoutes: Sendable {
             try JSONResponse.make(try await access.key(try context.parameters.require("key_id"), caller: context.caller).json())
         }
         routes.add(.init(.post, "/api/keys/{key_id}/revoke", summary: "Revoke an API key at once, on every server (admin)", tag: tag, response: "Key", errors: [404]), to: router) { _, context in
-            try JSONResponse.make(try await access.revokeKey(try context.parameters.require("key_id"), caller: context.caller, ip: context.clientAddress).json())
+            let keyID = try context.parameters.require("key_id")
+            return try await IdempotencySlot.respond {
+                try await access.revokeKey(keyID, caller: context.caller, ip: context.clientAddress)
+            } render: { .json($0.json()) }
         }
         routes.add(.init(.post, "/api/keys/{key_id}/rotate", summary: "A new key in place of this one, which is revoked (admin)", tag: tag, response: "CreatedKey", status: 201, errors: [404]), to: router) { _, context in
-            let (key, secret) = try await access.rotateKey(try context.parameters.require("key_id"), caller: context.caller, ip: context.clientAddress)
-            return try JSONResponse.make(key.json(secret: secret), status: .created, headers: [.location: "/api/keys/\(key.id)", .cacheControl: "no-store"])
+            let keyID = try context.parameters.require("key_id")
+            return try await IdempotencySlot.respond {
+                let (key, secret) = try await access.rotateKey(keyID, caller: context.caller, ip: context.clientAddress)
+                return AccessService.CreatedKey(key: key, secret: secret)
+            } render: { Self.created($0) }
         }
 
         routes.add(.init(.post, "/api/auth/login-links", summary: "A one-time login link, valid 10 minutes (admin, or an owner for itself)", tag: tag, request: "LoginLinkRequest", response: "LoginLink", status: 201, errors: [400, 422]), to: router) { request, context in
@@ -116,8 +129,11 @@ public struct AccessRoutes: Sendable {
 
         routes.add(.init(.post, "/api/submissions", summary: "Submit an automation job (package-import, session-report); runs in the background", tag: tag, request: "SubmissionRequest", response: "Submission", status: 202, errors: [400, 404, 422], maxBodyBytes: 16 << 20), to: router) { request, context in
             let body = try await request.decodeJSON(as: SubmissionBody.self, context: context)
-            let submission = try await submissions.submit(slug: body.automationSlug, payload: body.payload, caller: context.caller, ip: context.clientAddress)
-            return JSONResponse.write(SubmissionJSON(submission: submission, full: false), status: .accepted, headers: [.location: "/api/submissions/\(submission.id)"])
+            return try await IdempotencySlot.respond {
+                try await submissions.submit(slug: body.automationSlug, payload: body.payload, caller: context.caller, ip: context.clientAddress)
+            } render: { submission in
+                .json(SubmissionJSON(submission: submission, full: false), status: .accepted, headers: [.location: "/api/submissions/\(submission.id)"])
+            }
         }
         routes.add(.init(.get, "/api/submissions/{id}", summary: "A submission with its payload, result and error", tag: tag, response: "SubmissionDetail", errors: [404]), to: router) { _, context in
             let submission = try await submissions.submission(try context.parameters.require("id"), caller: context.caller)

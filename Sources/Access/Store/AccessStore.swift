@@ -66,6 +66,11 @@ struct AccessStore: Sendable {
         try await storage.write(statements)
     }
 
+    /// With the request's idempotent answer, rendered from `output`, in the same transaction.
+    func write<Output: Sendable>(_ statements: [SQLStatement], answering output: Output) async throws {
+        try await storage.write(statements, answering: output)
+    }
+
     static func revokeKey(_ id: String, at now: Timestamp, replacedBy: String? = nil) -> SQLStatement {
         SQLStatement(
             "UPDATE api_keys SET revoked_at = ?, replaced_by = COALESCE(?, replaced_by) WHERE key_id = ? AND revoked_at IS NULL",

@@ -101,10 +101,22 @@ public struct IdempotencyStore: Sendable {
             ])
     }
 
+    /// The statement that stores `answer`. An answer marked `no-store` holds a secret (a new API
+    /// key, a login link): sessiond keeps only hashes of those, so what is stored for the replay
+    /// is a 409 `idempotency-answer-withheld` that says the request succeeded and, through
+    /// `Location`, what it made.
     static func saveStatement(scope: String, key: String, requestHash: String, answer: RenderedAnswer) -> SQLStatement {
-        saveStatement(
-            scope: scope, key: key, requestHash: requestHash, status: Int(answer.status.code), contentType: answer.headers[.contentType],
-            headers: IdempotencyMiddleware.replayedHeaders(answer.headers), body: String(buffer: answer.body))
+        let withheld = answer.status.code < 300 && (answer.headers[.cacheControl]?.contains("no-store") ?? false)
+        return saveStatement(
+            scope: scope, key: key, requestHash: requestHash, status: withheld ? 409 : Int(answer.status.code),
+            contentType: withheld ? "application/problem+json" : answer.headers[.contentType],
+            headers: IdempotencyMiddleware.replayedHeaders(answer.headers),
+            body: withheld ? IdempotencyMiddleware.withheld(status: Int(answer.status.code)) : String(buffer: answer.body))
+    }
+
+    /// Stores the answer of the claimed request.
+    func save(scope: String, key: String, requestHash: String, answer: RenderedAnswer) async throws {
+        try await storage.write([Self.saveStatement(scope: scope, key: key, requestHash: requestHash, answer: answer)])
     }
 
     /// Gives a claim up (the request failed with a 5xx): a retry may run it again.
@@ -221,19 +233,10 @@ public struct IdempotencyMiddleware: RouterMiddleware {
         let collector = BodyCollector()
         try await response.body.write(collector)
         let bytes = collector.buffer
-        let now = clock.now()
-        // An answer marked `no-store` holds a secret (a new API key, a login link): sessiond keeps
-        // only hashes of those, so the replay says the request succeeded and points to the
-        // resource, without the secret.
-        let withheld = response.status.code < 300 && (response.headers[.cacheControl]?.contains("no-store") ?? false)
-        let stored = withheld ? Self.withheld(status: Int(response.status.code)) : String(buffer: bytes)
         do {
             try await store.save(
-                IdempotencyRecord(
-                    scope: scope, key: key, requestHash: hash, status: withheld ? 409 : Int(response.status.code),
-                    contentType: withheld ? "application/problem+json" : response.headers[.contentType],
-                    headers: Self.replayedHeaders(response.headers), body: stored, createdAt: now,
-                    expiresAt: Timestamp(milliseconds: now.milliseconds + lifetime)))
+                scope: scope, key: key, requestHash: hash,
+                answer: RenderedAnswer(status: response.status, headers: response.headers, body: bytes))
         } catch {
             // The request itself has committed: its answer is true and is what the client gets. A
             // retry with this key will run again once the claim expires (as after a crash here).

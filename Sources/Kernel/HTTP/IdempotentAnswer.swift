@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -19,6 +20,13 @@ public struct RenderedAnswer: Sendable {
         var headers = headers
         headers[.contentType] = "application/json"
         return RenderedAnswer(status: status, headers: headers, body: JSONResponse.encode(value))
+    }
+
+    public static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> RenderedAnswer {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        let data = (try? JSONValue.encoder.encode(value)) ?? Data()
+        return RenderedAnswer(status: status, headers: headers, body: ByteBuffer(bytes: data))
     }
 
     public var response: Response {

@@ -64,6 +64,16 @@ public enum Storage: Sendable {
         }
     }
 
+    /// Runs statements in one durable transaction with the request's idempotent answer, rendered
+    /// from `output` by the route (see `IdempotencySlot`), so the change and its answer commit
+    /// together. Without a keyed request this is `write(_:)`.
+    public func write<Output: Sendable>(_ statements: [SQLStatement], answering output: Output) async throws {
+        let slot = IdempotencySlot.current
+        let answer = slot?.answer(for: output)
+        try await write(statements + (answer.map { [$0.statement] } ?? []))
+        if let answer { slot?.stored(answer.answer) }
+    }
+
     /// Runs statements in one durable transaction (group-committed on SQLite).
     public func write(_ statements: [SQLStatement]) async throws {
         switch self {
