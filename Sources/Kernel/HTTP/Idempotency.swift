@@ -75,15 +75,6 @@ public struct IdempotencyStore: Sendable {
         }
     }
 
-    /// Stores the answer of the claimed request.
-    public func save(_ record: IdempotencyRecord) async throws {
-        try await storage.write([
-            Self.saveStatement(
-                scope: record.scope, key: record.key, requestHash: record.requestHash, status: record.status,
-                contentType: record.contentType, headers: record.headers, body: record.body)
-        ])
-    }
-
     /// The statement that turns this request's claim into its answer. It changes nothing when the
     /// claim is no longer this request's (it expired and another request took it over).
     static func saveStatement(
