@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // The thin executable: argument parsing, then `buildApplication`.
@@ -51,6 +52,7 @@ let package = Package(
                 "Delivery",
                 "Access",
                 "Events",
+                "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -100,7 +102,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Events: the event log's readers over HTTP (pages and Server-Sent Events); webhooks next.
+        // Events: the event log's readers over HTTP (pages and Server-Sent Events).
         .target(
             name: "Events",
             dependencies: [
@@ -113,6 +115,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Webhooks: endpoints, signed deliveries of the event log, retries, circuit breaker, SSRF guard.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "Kernel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SessiondTests",
             dependencies: [
@@ -121,6 +138,7 @@ let package = Package(
                 "Delivery",
                 "Access",
                 "Events",
+                "Webhooks",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

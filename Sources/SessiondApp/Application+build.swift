@@ -6,9 +6,11 @@ import Hummingbird
 import Kernel
 import Logging
 import ServiceLifecycle
+import Webhooks
 
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
-public let allMigrations: [Migration] = IdempotencyStore.migrations + EventLog.migrations + DeliveryService.migrations + AccessService.migrations
+public let allMigrations: [Migration] =
+    IdempotencyStore.migrations + EventLog.migrations + DeliveryService.migrations + AccessService.migrations + WebhookService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
 /// Application out. It opens the database (SQLite opens its file here; PostgreSQL's pool connects
@@ -42,6 +44,13 @@ public func buildApplication(
         storage: storage, access: access, automations: [PackageImport(delivery: delivery), SessionReport(delivery: delivery)],
         clock: clock, ids: ids, wakeUp: wakeUp)
 
+    let eventTypes = DeliveryEvents.types + AccessService.eventTypes + WebhookEvents.types
+    let webhooks = try WebhookService(
+        storage: storage, clock: clock, ids: ids, configuration: configuration.webhooks, knownTypes: eventTypes.map(\.type), logger: logger,
+        didCommitEvents: feed.wake)
+    let webhookDelivery = WebhookDelivery(service: webhooks, name: "webhooks-" + ids.make())
+    feed.onEvents { _ in webhookDelivery.dispatcher.wake() }
+
     let router = Router(context: SessiondRequestContext.self)
     // Outermost first: id and log line, request metrics, errors to problem+json, the route's policy (body limit,
     // authentication, CSRF, rate limit), then idempotent replay scoped to the authenticated principal.
@@ -52,7 +61,6 @@ public func buildApplication(
     let idempotency = IdempotencyStore(storage: storage)
     router.add(middleware: IdempotencyMiddleware(store: idempotency, clock: clock, routes: routes))
 
-    let eventTypes = DeliveryEvents.types + AccessService.eventTypes
     SystemRoutes(storage: storage, migrator: migrator, routes: routes, eventTypes: eventTypes).register(on: router)
     SessiondMetrics.register(on: router, routes: routes, delivery: delivery)
     AccessRoutes(access: access, submissions: submissions).register(on: router, routes: routes)
@@ -60,6 +68,7 @@ public func buildApplication(
     EventRoutes(reader: events, catalog: eventTypes) { sessionID, caller in
         _ = try await delivery.session(sessionID, caller: caller)
     }.register(on: router, routes: routes)
+    WebhookRoutes(service: webhooks).register(on: router, routes: routes)
 
     var app = Application(
         router: router,
@@ -72,7 +81,7 @@ public func buildApplication(
             SubmissionWorker(
                 service: submissions, wakeUps: wakeUps, name: "worker-" + ids.make(), leaseSeconds: configuration.access.submissionLeaseSeconds,
                 logger: logger),
-        ],
+        ] + webhookDelivery.services,
         logger: logger)
     app.beforeServerStarts {
         try await migrator.migrate(storage, now: clock.now().milliseconds)

@@ -64,7 +64,7 @@ enum OpenAPIDocument {
             ],
             "paths": .object(paths.mapValues { .object($0) }),
             "components": [
-                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }),
+                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }.merging(webhookSchemas) { first, _ in first }),
                 "securitySchemes": [
                     "bearerAuth": ["type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer sdk_…` (or the admin key)."],
                     "apiKeyHeader": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
@@ -108,6 +108,55 @@ enum OpenAPIDocument {
                 "description": "Server-Sent Events: each message has `id:` (the event_id), `event:` (the type) and `data:` (the Event as JSON); send `Last-Event-ID` to resume; a `: keep-alive` comment at least every 15 s.",
             ],
             "Metrics": ["type": "string", "description": "Prometheus text exposition format."],
+        ]
+    }
+
+    /// The webhooks' shapes.
+    static var webhookSchemas: [String: JSONValue] {
+        let nullableInteger: JSONValue = ["type": .array(["integer", "null"])]
+        let nullableNumber: JSONValue = ["type": .array(["number", "null"])]
+        let events: JSONValue = [
+            "type": "array", "items": string, "description": "Exact types and prefixes such as `delivery.*`; empty (or `*`) is every type.",
+        ]
+        let endpoint: [String: JSONValue] = [
+            "endpoint_id": string, "url": string, "events": events, "description": string, "enabled": bool, "user_id": nullableString,
+            "disabled_reason": ["type": .array(["string", "null"]), "description": "`gone` (the receiver answered 410) or `failing` (failed for WEBHOOK_DISABLE_AFTER)."],
+            "previous_secret_expires_at": nullableTime, "consecutive_failures": integer, "failing_since": nullableTime, "circuit_open_until": nullableTime,
+            "created_at": time, "updated_at": time,
+        ]
+        var created = endpoint
+        created["secret"] = ["type": "string", "pattern": "^whsec_", "description": "The signing secret: shown in this answer only."]
+        return [
+            "CreateWebhook": object(
+                [
+                    "url": ["type": "string", "format": "uri"], "events": events, "description": string, "enabled": bool,
+                    "user_id": ["type": "string", "description": "Admin only: the owner whose events it receives (none: every event)."],
+                ], required: ["url"]),
+            "UpdateWebhook": object(["url": ["type": "string", "format": "uri"], "events": events, "description": string, "enabled": bool]),
+            "ReplayWebhook": object(["since": time, "event_id": ["type": "string", "pattern": "^[0-9a-f]{32}$"]]),
+            "Webhook": object(endpoint, required: ["endpoint_id", "url", "events", "enabled", "created_at"]),
+            "CreatedWebhook": object(created, required: ["endpoint_id", "url", "events", "enabled", "secret", "created_at"]),
+            "WebhookPage": object(["items": array(ref("Webhook")), "next_cursor": nullableString]),
+            "WebhookQueued": object(["endpoint_id": string, "type": string, "queued": integer]),
+            "WebhookDelivery": object([
+                "delivery_id": string, "event_id": string, "event_type": string, "attempt": integer,
+                "status": ["type": "string", "enum": ["succeeded", "failed"]], "response_status": nullableInteger, "latency_ms": integer,
+                "error": nullableString, "response_body": ["type": .array(["string", "null"]), "description": "The first 20 KB of the answer."],
+                "created_at": time,
+            ]),
+            "WebhookDeliveryPage": object(["items": array(ref("WebhookDelivery")), "next_cursor": nullableString]),
+            "WebhookStats": object([
+                "items": array(
+                    object([
+                        "endpoint_id": string, "url": string, "enabled": bool, "disabled_reason": nullableString, "pending": integer, "succeeded": integer,
+                        "failed": integer, "aborted": integer, "attempts_24h": integer, "failed_attempts_24h": integer, "success_rate_24h": nullableNumber,
+                        "avg_latency_ms_24h": nullableNumber, "max_latency_ms_24h": nullableInteger, "last_success_at": nullableTime, "last_failure_at": nullableTime,
+                        "consecutive_failures": integer, "circuit": ["type": "string", "enum": ["closed", "open", "half_open"]],
+                    ])),
+                "totals": object([
+                    "endpoints": integer, "pending": integer, "succeeded": integer, "failed": integer, "attempts_24h": integer, "failed_attempts_24h": integer,
+                ]),
+            ]),
         ]
     }
 

@@ -1,6 +1,7 @@
 import Access
 import Kernel
 import Logging
+import Webhooks
 
 public enum LogFormat: String, Sendable, CaseIterable {
     /// One JSON object per line (for log collectors).
@@ -27,6 +28,8 @@ public struct ServerConfiguration: Sendable {
     public var readStaleness: Duration = .seconds(1)
     /// The event feed's settings (how often it reads the log when nothing woke it).
     public var events = EventFeed.Configuration()
+    /// Webhook deliveries: retries, timeout, SSRF guard, workers, the key that seals secrets.
+    public var webhooks = WebhookConfiguration()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host
@@ -92,8 +95,65 @@ public struct ServerConfiguration: Sendable {
             if let bytes = Int(text), bytes >= 1024 { configuration.maxBodyBytes = bytes } else { problems.append("MAX_BODY_BYTES: \(text) is not a number of bytes >= 1024") }
         }
         configuration.access = access(environment, &problems)
+        configuration.webhooks = webhooks(environment, &problems)
         if !problems.isEmpty { throw ConfigurationError(problems) }
         return configuration
+    }
+
+    /// `WEBHOOK_RETRY_SCHEDULE` (seconds, comma-separated), `WEBHOOK_TIMEOUT`, `WEBHOOK_ALLOW_PRIVATE`,
+    /// `WEBHOOK_ALLOWED_HOSTS` (hosts and CIDR ranges, comma-separated), `WEBHOOK_DISABLE_AFTER`,
+    /// `WEBHOOK_LOG_RETENTION` (durations: seconds, or with s, m, h or d), `WEBHOOK_WORKERS`,
+    /// `WEBHOOK_SECRET_KEY` (32 bytes in base64).
+    static func webhooks(_ environment: [String: String], _ problems: inout [String]) -> WebhookConfiguration {
+        var webhooks = WebhookConfiguration()
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 } }
+        if let text = value("WEBHOOK_RETRY_SCHEDULE") {
+            let steps = text.split(separator: ",").map { Int64($0.trimmingCharacters(in: .whitespaces)) }
+            if !steps.isEmpty, steps.count <= 30, steps.allSatisfy({ ($0 ?? -1) >= 0 && ($0 ?? 0) <= 604_800 }) {
+                webhooks.policy.retrySchedule = steps.compactMap { $0 }
+            } else {
+                problems.append("WEBHOOK_RETRY_SCHEDULE: \(text) is not 1 to 30 comma-separated numbers of seconds (each up to 604800)")
+            }
+        }
+        if let text = value("WEBHOOK_TIMEOUT") {
+            if let seconds = duration(text), (1...300).contains(seconds) { webhooks.timeoutSeconds = seconds } else { problems.append("WEBHOOK_TIMEOUT: \(text) is not a duration from 1 s to 300 s") }
+        }
+        if let text = value("WEBHOOK_DISABLE_AFTER") {
+            if let seconds = duration(text), seconds >= 60 { webhooks.policy.disableAfter = seconds } else { problems.append("WEBHOOK_DISABLE_AFTER: \(text) is not a duration of 60 s or more (as 5d)") }
+        }
+        if let text = value("WEBHOOK_LOG_RETENTION") {
+            if let seconds = duration(text), seconds >= 60 { webhooks.logRetentionSeconds = seconds } else { problems.append("WEBHOOK_LOG_RETENTION: \(text) is not a duration of 60 s or more (as 30d)") }
+        }
+        if let text = value("WEBHOOK_ALLOW_PRIVATE") {
+            switch text.lowercased() {
+            case "true", "1", "yes", "on": webhooks.allowPrivate = true
+            case "false", "0", "no", "off": webhooks.allowPrivate = false
+            default: problems.append("WEBHOOK_ALLOW_PRIVATE: \(text) is not true or false")
+            }
+        }
+        if let text = value("WEBHOOK_ALLOWED_HOSTS") {
+            webhooks.allowList = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            do {
+                _ = try ReceiverGuard(allowList: webhooks.allowList)
+            } catch {
+                problems.append("WEBHOOK_ALLOWED_HOSTS: \(error.entry) is neither a host name nor a CIDR range")
+            }
+        }
+        if let text = value("WEBHOOK_WORKERS") {
+            if let workers = Int(text), (1...64).contains(workers) { webhooks.workers = workers } else { problems.append("WEBHOOK_WORKERS: \(text) is not a number from 1 to 64") }
+        }
+        if let key = value("WEBHOOK_SECRET_KEY") {
+            if (try? SecretBox(base64: key)) != nil { webhooks.secretKey = key } else { problems.append("WEBHOOK_SECRET_KEY: must be 32 bytes in base64, as `openssl rand -base64 32` prints (the value is not shown)") }
+        }
+        return webhooks
+    }
+
+    /// Seconds from `90`, `90s`, `15m`, `12h` or `5d`.
+    static func duration(_ text: String) -> Int64? {
+        let text = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let last = text.last, let unit = units[last] { return Int64(text.dropLast()).map { $0 * unit } }
+        return Int64(text)
     }
 
     static func access(_ environment: [String: String], _ problems: inout [String]) -> AccessConfiguration {

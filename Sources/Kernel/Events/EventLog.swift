@@ -258,6 +258,21 @@ public struct EventLog: Sendable {
         return try await storage.query(sql, binds).map(Self.event)
     }
 
+    /// The events at these positions (any order; missing ones are left out).
+    public func events(_ storage: Storage, positions: [Int64]) async throws -> [Event] {
+        guard !positions.isEmpty else { return [] }
+        let marks = Array(repeating: "?", count: positions.count).joined(separator: ", ")
+        return try await storage.query("SELECT \(Self.columns) FROM events WHERE position IN (\(marks))", positions.map(SQLValue.int)).map(Self.event)
+    }
+
+    /// Where to start reading to see the events made at or after `time`: just before the first
+    /// of them (nil when there is none).
+    public func cursor(before time: Timestamp, _ storage: Storage) async throws -> EventID? {
+        guard let row = try await storage.query("SELECT tx_id, position FROM events WHERE created_at >= ? ORDER BY created_at, position LIMIT 1", [.int(time.milliseconds)]).first
+        else { return nil }
+        return EventID(transaction: try row.int(0), position: try row.int(1) - 1)
+    }
+
     public func head(_ storage: Storage) async throws -> EventID {
         guard let row = try await storage.query(headQuery).first else { return .start }
         return EventID(transaction: try row.int(0), position: try row.int(1))

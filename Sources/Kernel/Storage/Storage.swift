@@ -74,6 +74,14 @@ public enum Storage: Sendable {
         if let answer { slot?.stored(answer.answer) }
     }
 
+    /// Runs one changing statement that returns rows (`UPDATE … RETURNING`) durably.
+    public func writeQuery(_ sql: String, _ binds: [SQLValue] = []) async throws -> [SQLRow] {
+        switch self {
+        case .sqlite(let db): try await db.write { connection in try connection.query(sql, binds) }
+        case .postgres(let db): try await db.transaction { connection in try await connection.query(sql, binds) }
+        }
+    }
+
     /// Runs statements in one durable transaction (group-committed on SQLite).
     public func write(_ statements: [SQLStatement]) async throws {
         switch self {

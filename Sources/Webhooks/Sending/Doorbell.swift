@@ -1,0 +1,67 @@
+import Synchronization
+
+/// Wakes waiting loops at once (a commit, new messages); a ring before anyone waits is kept
+/// for the next waiter, so no ring is lost between two checks.
+final class Doorbell: Sendable {
+    private struct State {
+        var rung = false
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var next = 0
+    }
+    private let state = Mutex(State())
+
+    func ring() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.waiters.isEmpty {
+                state.rung = true
+                return []
+            }
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns when rung, or after `timeout`, or when the task is cancelled.
+    func wait(for timeout: Duration) async {
+        let id = state.withLock { state -> Int? in
+            if state.rung {
+                state.rung = false
+                return nil
+            }
+            state.next += 1
+            return state.next
+        }
+        guard let id else { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { continuation in
+                        let resumeNow = self.state.withLock { state -> Bool in
+                            if state.rung || Task.isCancelled {
+                                state.rung = false
+                                return true
+                            }
+                            state.waiters[id] = continuation
+                            return false
+                        }
+                        if resumeNow { continuation.resume() }
+                    }
+                } onCancel: {
+                    self.resume(id)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                self.resume(id)
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func resume(_ id: Int) {
+        let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+        waiter?.resume()
+    }
+}

@@ -1,0 +1,131 @@
+import AsyncHTTPClient
+import Foundation
+import Kernel
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// POSTs one signed event to a receiver, through the SSRF guard, and says what came back.
+///
+/// The host is resolved here and every address checked; the connection then goes to the checked
+/// address (AsyncHTTPClient's `dnsOverride`, with TLS still verifying the host name), so a second
+/// lookup can never swap in an inside address. One client per (host, address) pools its
+/// connections; redirects are never followed (a 3xx is a failure).
+final class WebhookSender: Sendable {
+    struct Answer: Sendable {
+        var status: Int?
+        var retryAfter: String?
+        var deliveryHeader: String?
+        var body: String?
+        var error: String?
+        var latencyMilliseconds: Int64
+    }
+
+    let guardrail: ReceiverGuard
+    let timeoutSeconds: Int64
+    let bodyLimit: Int
+    private let state = Mutex(State())
+
+    struct State {
+        var clients: [String: HTTPClient] = [:]
+        /// Resolved and checked addresses, kept 10 s.
+        var resolved: [String: (address: IPAddress, until: ContinuousClock.Instant)] = [:]
+        var closed = false
+    }
+
+    init(guardrail: ReceiverGuard, timeoutSeconds: Int64, bodyLimit: Int) {
+        self.guardrail = guardrail
+        self.timeoutSeconds = timeoutSeconds
+        self.bodyLimit = bodyLimit
+    }
+
+    func send(url: String, id: String, body: ByteBuffer, signature: String, timestamp: Int64) async -> Answer {
+        let started = ContinuousClock.now
+        func elapsed() -> Int64 {
+            let duration = ContinuousClock.now - started
+            return duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        }
+        guard let parsed = URL(string: url), let host = parsed.host else {
+            return Answer(error: "not a URL: \(url)", latencyMilliseconds: 0)
+        }
+        let address: IPAddress
+        do {
+            address = try await checkedAddress(host)
+        } catch {
+            return Answer(error: error.description, latencyMilliseconds: elapsed())
+        }
+        guard let client = client(host: host, address: address) else { return Answer(error: "the server is shutting down", latencyMilliseconds: 0) }
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.headers.add(name: "user-agent", value: "sessiond-webhooks/1")
+        request.headers.add(name: "webhook-id", value: id)
+        request.headers.add(name: "webhook-timestamp", value: String(timestamp))
+        request.headers.add(name: "webhook-signature", value: signature)
+        request.body = .bytes(body)
+        do {
+            let response = try await client.execute(request, timeout: .seconds(timeoutSeconds))
+            var collected = ByteBuffer()
+            for try await chunk in response.body {
+                var chunk = chunk
+                if collected.readableBytes < bodyLimit {
+                    let take = min(chunk.readableBytes, bodyLimit - collected.readableBytes)
+                    collected.writeImmutableBuffer(chunk.readSlice(length: take)!)
+                }
+            }
+            let text = collected.readableBytes == 0 ? nil : String(decoding: collected.readableBytesView, as: UTF8.self)
+            return Answer(
+                status: Int(response.status.code), retryAfter: response.headers.first(name: "retry-after"),
+                deliveryHeader: response.headers.first(name: "webhook-delivery"), body: text, latencyMilliseconds: elapsed())
+        } catch {
+            return Answer(error: Self.describe(error), latencyMilliseconds: elapsed())
+        }
+    }
+
+    func checkedAddress(_ host: String) async throws(ReceiverGuard.Refusal) -> IPAddress {
+        let now = ContinuousClock.now
+        if let cached = state.withLock({ $0.resolved[host] }), cached.until > now { return cached.address }
+        let address = try await guardrail.check(host: host)
+        state.withLock { $0.resolved[host] = (address, now + .seconds(10)) }
+        return address
+    }
+
+    func client(host: String, address: IPAddress) -> HTTPClient? {
+        let key = host + "|" + address.description
+        return state.withLock { state -> HTTPClient? in
+            if state.closed { return nil }
+            if let client = state.clients[key] { return client }
+            var configuration = HTTPClient.Configuration(
+                redirectConfiguration: .disallow,
+                timeout: .init(connect: .seconds(min(timeoutSeconds, 10)), read: .seconds(timeoutSeconds)),
+                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64),
+                decompression: .disabled)
+            configuration.dnsOverride = [host: address.description]
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            state.clients[key] = client
+            return client
+        }
+    }
+
+    func shutdown() async {
+        let clients = state.withLock { state in
+            state.closed = true
+            defer { state.clients = [:] }
+            return Array(state.clients.values)
+        }
+        for client in clients { try? await client.shutdown() }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .connectTimeout: return "timed out"
+            default: return "\(error)"
+            }
+        }
+        let text = "\(error)"
+        if text.lowercased().contains("connection refused") || text.contains("ECONNREFUSED") { return "connection refused" }
+        return text
+    }
+}
