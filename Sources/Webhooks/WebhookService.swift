@@ -160,7 +160,7 @@ public final class WebhookService: Sendable {
         if let eventID {
             guard let cursor = EventID(eventID) else { throw WebhookError.invalid(field: "event_id", detail: "event_id is 32 hexadecimal digits, as events show it") }
             guard let event = try await store.events.events(store.storage, positions: [cursor.position]).first, event.id == cursor,
-                event.type == WebhookEvents.test ? Self.testedEndpoint(event) == endpoint.id : (endpoint.filter.matches(event) && event.isVisible(to: endpoint.reader))
+                endpoint.receives(event, about: Self.subject(event))
             else { throw WebhookError.eventNotFound(eventID) }
             queued = [event]
         } else if let since {
@@ -168,10 +168,7 @@ public final class WebhookService: Sendable {
             while true {
                 let page = try await store.events.read(store.storage, after: cursor, limit: 1000)
                 for event in page where event.createdAt >= since {
-                    let tested = event.type == WebhookEvents.test ? Self.testedEndpoint(event) : nil
-                    if (event.type == WebhookEvents.test && tested == endpoint.id) || (event.type != WebhookEvents.test && endpoint.filter.matches(event) && event.isVisible(to: endpoint.reader)) {
-                        queued.append(event)
-                    }
+                    if endpoint.receives(event, about: Self.subject(event)) { queued.append(event) }
                 }
                 guard let last = page.last, page.count == 1000 else { break }
                 cursor = last.id
@@ -305,8 +302,9 @@ public final class WebhookService: Sendable {
         return NewEvent(type: type, userID: endpoint.userID, createdAt: now, data: String(buffer: writer.buffer))
     }
 
-    static func testedEndpoint(_ event: Event) -> String? {
-        guard case .object(let data) = JSONValue.parse(event.data), case .string(let id)? = data["endpoint_id"] else { return nil }
+    /// The endpoint a `webhook.*` event is about (nil for other events).
+    static func subject(_ event: Event) -> String? {
+        guard event.type.hasPrefix("webhook."), case .object(let data) = JSONValue.parse(event.data), case .string(let id)? = data["endpoint_id"] else { return nil }
         return id
     }
 

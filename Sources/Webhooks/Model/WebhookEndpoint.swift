@@ -35,10 +35,16 @@ public struct WebhookEndpoint: Sendable, Equatable {
     var filter: EventFilter { EventFilter(types: events) }
 
     /// Whether this endpoint is sent `event` (committed after it was made, of a type it wants,
-    /// visible to its owner; a `webhook.test` event only to the endpoint it tests).
-    func wants(_ event: Event, testedEndpoint: String?) -> Bool {
-        guard event.id > startAfter else { return false }
-        if event.type == WebhookEvents.test { return testedEndpoint == id }
+    /// visible to its owner; a `webhook.test` event only to the endpoint it tests; never the event
+    /// of its own creation). `subject` is the endpoint a `webhook.*` event is about.
+    func wants(_ event: Event, about subject: String?) -> Bool {
+        event.id > startAfter && receives(event, about: subject)
+    }
+
+    /// The same, whenever the event was made (what a replay may send again).
+    func receives(_ event: Event, about subject: String?) -> Bool {
+        if event.type == WebhookEvents.test { return subject == id }
+        if event.type == WebhookEvents.created, subject == id { return false }
         return filter.matches(event) && event.isVisible(to: reader)
     }
 

@@ -27,6 +27,7 @@ public enum WebhookError: ProblemConvertible, Equatable {
 /// The webhooks module's event types.
 public enum WebhookEvents {
     public static let test = "webhook.test"
+    static let created = "webhook.endpoint.created"
     public static let types: [(type: String, summary: String)] = [
         ("webhook.test", "A test delivery asked for with POST /api/webhooks/{id}/test; sent to that endpoint only."),
         ("webhook.endpoint.created", "A webhook endpoint was created."),

@@ -53,8 +53,8 @@ public final class WebhookDispatcher: Service, Sendable {
         let endpoints = try await store.enabledEndpoints()
         var messages: [(endpointID: String, event: Event)] = []
         for event in events {
-            let tested = event.type == WebhookEvents.test ? WebhookService.testedEndpoint(event) : nil
-            for endpoint in endpoints where endpoint.wants(event, testedEndpoint: tested) {
+            let subject = WebhookService.subject(event)
+            for endpoint in endpoints where endpoint.wants(event, about: subject) {
                 messages.append((endpoint.id, event))
             }
         }

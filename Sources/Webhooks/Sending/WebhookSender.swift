@@ -102,6 +102,9 @@ final class WebhookSender: Sendable {
                 connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64),
                 decompression: .disabled)
             configuration.dnsOverride = [host: address.description]
+            // A refused connection is this attempt's failure at once (the client would otherwise
+            // retry connecting until the attempt's deadline, holding the worker for `timeout`).
+            configuration.connectionPool.retryConnectionEstablishment = false
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
             state.clients[key] = client
             return client

@@ -187,7 +187,7 @@ public final class WebhookWorker: Service, Sendable {
                 }
             }
         }
-        try await service.store.record(records, released: released, releasedUntil: releasedUntil, endpointChanges: changes, events: newEvents, now: finished)
+        try await service.store.record(records, lease: lease, released: released, releasedUntil: releasedUntil, endpointChanges: changes, events: newEvents, now: finished)
         if !newEvents.isEmpty { service.didCommitEvents() }
         return claimed.count
     }

@@ -178,7 +178,12 @@ struct WebhookStore: Sendable {
     }
 
     /// Records attempts and what they mean for their messages and endpoints, in one transaction.
-    func record(_ attempts: [AttemptRecord], released: [ClaimedMessage], releasedUntil: [String: Timestamp], endpointChanges: [SQLStatement], events newEvents: [NewEvent], now: Timestamp) async throws {
+    /// A message is only updated while it still holds this worker's `lease`: one that a replay
+    /// queued again meanwhile (lease reset) stays queued.
+    func record(
+        _ attempts: [AttemptRecord], lease: Timestamp, released: [ClaimedMessage], releasedUntil: [String: Timestamp], endpointChanges: [SQLStatement],
+        events newEvents: [NewEvent], now: Timestamp
+    ) async throws {
         var statements: [SQLStatement] = []
         if !attempts.isEmpty {
             var binds: [SQLValue] = []
@@ -201,14 +206,14 @@ struct WebhookStore: Sendable {
                 SQLStatement(
                     "WITH v (id, status, attempts, next_at) AS (VALUES " + Array(repeating: "(?, ?, ?, ?)", count: attempts.count).joined(separator: ", ") + ") "
                         + "UPDATE webhook_messages SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at, lease_until = 0, updated_at = ? "
-                        + "FROM v WHERE webhook_messages.message_id = v.id", values + [.int(now.milliseconds)]))
+                        + "FROM v WHERE webhook_messages.message_id = v.id AND webhook_messages.lease_until = ?", values + [.int(now.milliseconds), .int(lease.milliseconds)]))
         }
         for message in released {
             let until = releasedUntil[message.endpointID] ?? now
             statements.append(
                 SQLStatement(
-                    "UPDATE webhook_messages SET lease_until = 0, next_attempt_at = CASE WHEN next_attempt_at > ? THEN next_attempt_at ELSE ? END WHERE message_id = ?",
-                    [.int(until.milliseconds), .int(until.milliseconds), .int(message.id)]))
+                    "UPDATE webhook_messages SET lease_until = 0, next_attempt_at = CASE WHEN next_attempt_at > ? THEN next_attempt_at ELSE ? END WHERE message_id = ? AND lease_until = ?",
+                    [.int(until.milliseconds), .int(until.milliseconds), .int(message.id), .int(lease.milliseconds)]))
         }
         try await storage.write(statements + endpointChanges + events.append(newEvents))
     }
@@ -285,7 +290,7 @@ struct WebhookStore: Sendable {
         let marks = Array(repeating: "?", count: endpointIDs.count).joined(separator: ", ")
         let rows = try await storage.query(
             """
-            SELECT endpoint_id, status, COUNT(*), COALESCE(SUM(latency_ms), 0), COALESCE(MAX(latency_ms), 0), MAX(created_at)
+            SELECT endpoint_id, status, COUNT(*), CAST(COALESCE(SUM(latency_ms), 0) AS BIGINT), COALESCE(MAX(latency_ms), 0), MAX(created_at)
             FROM webhook_attempts WHERE endpoint_id IN (\(marks)) AND created_at >= ? GROUP BY endpoint_id, status
             """, endpointIDs.map(SQLValue.text) + [.int(since.milliseconds)])
         var summaries: [String: AttemptSummary] = [:]

@@ -53,9 +53,10 @@ func testApplication(
 
 /// Another server (its own caches, the same composition root) on a database a test already uses.
 func withSecondServer<T>(
-    on location: DatabaseLocation, clock: WallClock = .system, _ body: @Sendable (any TestClientProtocol) async throws -> T
+    on location: DatabaseLocation, clock: WallClock = .system, configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
+    _ body: @Sendable (any TestClientProtocol) async throws -> T
 ) async throws -> T {
-    try await testApplication(on: location, clock: clock).test(.router) { client in try await body(client) }
+    try await testApplication(on: location, clock: clock, configure: configure).test(.router) { client in try await body(client) }
 }
 
 extension TestClientProtocol {
