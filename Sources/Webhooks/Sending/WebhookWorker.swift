@@ -58,7 +58,7 @@ public final class WebhookWorker: Service, Sendable {
         let configuration = service.configuration
         let policy = configuration.policy
         let now = service.clock.now()
-        let lease = Timestamp(milliseconds: now.milliseconds + (configuration.timeoutSeconds + 30) * 1000)
+        let lease = Timestamp(milliseconds: now.milliseconds + (configuration.timeoutSeconds + 5) * 1000)
         let claimed = try await service.store.claim(now: now, leaseUntil: lease, limit: configuration.batch)
         guard !claimed.isEmpty else { return 0 }
 
