@@ -41,6 +41,8 @@ let package = Package(
             name: "sessiond-bench",
             dependencies: [
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // A webhook receiver inside the driver, fast enough not to be what is measured.
+                .product(name: "Hummingbird", package: "hummingbird"),
             ],
             swiftSettings: strict
         ),

@@ -34,7 +34,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Active sessions for the delivery workload.")
     var sessions = 1000
 
-    @Option(help: "Packages in each of those sessions (enough that no delivery repeats).")
+    @Option(help: "Packages in each of those sessions (enough that no delivery repeats): a third for each delivery workload.")
     var packagesPerSession = 100
 
     @Option(help: "Live-stream clients (each follows one active session's events) during the last delivery workload.")
@@ -42,6 +42,9 @@ struct Bench: AsyncParsableCommand {
 
     @Flag(help: "On PostgreSQL: connect the live-stream clients to a second server on the same database (the writes go to the first), so events cross servers through LISTEN/NOTIFY.")
     var streamsOnSecondServer = false
+
+    @Flag(inversion: .prefixedNo, help: "Measure webhooks: a receiver in this process gets every delivery.package.delivered event, at rest and under the write load.")
+    var webhooks = true
 
     @Option(help: "Server log level during the run.")
     var logLevel = "warning"
@@ -64,7 +67,7 @@ struct Bench: AsyncParsableCommand {
         // part of each request's cost) with a budget no workload reaches.
         let adminKey = "bench-admin-" + UUID().uuidString
         serverProcess.environment = ProcessInfo.processInfo.environment.merging(
-            ["ADMIN_API_KEY": adminKey, "RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000"]) { _, new in new }
+            ["ADMIN_API_KEY": adminKey, "RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000", "WEBHOOK_ALLOW_PRIVATE": "true"]) { _, new in new }
         try serverProcess.run()
         defer { serverProcess.terminate() }
         let base = "http://127.0.0.1:\(port)"
@@ -82,7 +85,10 @@ struct Bench: AsyncParsableCommand {
         let big = try await reader.get("/api/sessions/\(bigID)")
         log("big session: \(big.count) bytes")
 
-        var targets: [[(String, String, String)]] = Array(repeating: [], count: sessions)
+        // `sessions` active sessions for the delivery workloads, and a quarter as many more for the
+        // webhook workload (so the other workloads stay as they were without webhooks).
+        let webhookSessions = webhooks ? max(sessions / 4, 1) : 0
+        var targets: [[(String, String, String)]] = Array(repeating: [], count: sessions + webhookSessions)
         let seedStart = Date()
         try await withThrowingTaskGroup(of: (Int, [(String, String, String)]).self) { group in
             var next = 0
@@ -94,18 +100,20 @@ struct Bench: AsyncParsableCommand {
                     return (index, try await client.assignments(id).map { (id, $0.0, $0.1) })
                 }
             }
-            while next < min(8, sessions) { launch(next); next += 1 }
+            while next < min(8, targets.count) { launch(next); next += 1 }
             while let (index, items) = try await group.next() {
                 targets[index] = items
-                if next < sessions { launch(next); next += 1 }
+                if next < targets.count { launch(next); next += 1 }
             }
         }
-        log("seeded \(sessions) active sessions × \(packagesPerSession) packages in \(String(format: "%.1f", Date().timeIntervalSince(seedStart))) s")
+        log("seeded \(targets.count) active sessions × \(packagesPerSession) packages in \(String(format: "%.1f", Date().timeIntervalSince(seedStart))) s")
+        let webhookTargets = Array(targets[sessions...])
+        targets = Array(targets[..<sessions])
 
         // Three delivery workloads on different packages of the same sessions (a third each), so no
         // delivery repeats: spread (consecutive requests go to different sessions), concentrated
         // (5 sessions at a time: the 32 requests in flight all hit those 5), and spread again with
-        // live-stream clients connected.
+        // live-stream clients connected. The webhook workload has sessions of its own.
         let third = packagesPerSession / 3
         func spread(_ rounds: Range<Int>) -> [(String, String, String)] {
             var list: [(String, String, String)] = []
@@ -168,11 +176,68 @@ struct Bench: AsyncParsableCommand {
                 + "max \(latencies.last ?? -1) ms (goal p99 < 100 ms).\n"
         }
 
+        var webhookLine = ""
+        if webhooks {
+            let receiver = BenchReceiver()
+            await receiver.start()
+            defer { receiver.stop() }
+            _ = try await admin.json("POST", "/api/webhooks", ["url": receiver.url, "events": ["delivery.package.delivered"]])
+            var rest: [(String, String, String)] = []
+            for round in 0..<packagesPerSession {
+                for session in webhookTargets where round < session.count { rest.append(session[round]) }
+            }
+            // At rest: one delivery every 50 ms, each alone in the system.
+            for (session, package, deliverer) in rest.prefix(100) {
+                _ = try await client.json("POST", "/api/sessions/\(session)/delivery/complete", ["package_id": package, "deliverer_id": deliverer])
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            try await Task.sleep(for: .seconds(1))
+            let idle = receiver.results
+            receiver.reset()
+            // Under load: the write workload, then until the queue is empty.
+            rows.append(try run(
+                name: "POST delivery/complete over \(webhookSessions) other sessions, each event sent to a webhook receiver", url: base,
+                script: try script("webhooks", Array(rest.dropFirst(100))), server: serverProcess))
+            let written = Date().timeIntervalSince1970
+            for _ in 0..<600 {
+                let stats = try await admin.json("GET", "/api/webhooks/stats")
+                if ((stats["totals"] as? [String: Any])?["pending"] as? Int) == 0 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            let load = receiver.results
+            // Sending alone: every event of that workload queued again at once (a replay), and
+            // sent with no writes competing for the CPU.
+            let endpoint = ((try await admin.json("GET", "/api/webhooks"))["items"] as? [[String: Any]])?.first?["endpoint_id"] as? String ?? ""
+            receiver.reset()
+            let replayStart = Date()
+            let queued = try await admin.json("POST", "/api/webhooks/\(endpoint)/replay", ["since": Self.rfc3339(Date(timeIntervalSince1970: written - Double(duration) - 1))])["queued"] as? Int ?? 0
+            log("webhooks: replay of \(queued) events")
+            while receiver.results.arrivals.count < queued, Date().timeIntervalSince(replayStart) < 120 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let replayed = receiver.results.arrivals
+            let replaySeconds = (replayed.max() ?? 0) - replayStart.timeIntervalSince1970
+            func percentile(_ values: [Double], _ p: Double) -> String {
+                values.isEmpty ? "?" : String(format: "%.0f", values[min(values.count - 1, Int(Double(values.count) * p))])
+            }
+            let first = load.arrivals.min() ?? 0
+            let last = load.arrivals.max() ?? 0
+            let rate = last > first ? Double(load.arrivals.count) / (last - first) : 0
+            let drained = max(0, last - written)
+            webhookLine = "Webhooks: at rest (one delivery every 50 ms, \(idle.latencies.count) events) from the change (its created_at, before the commit) to the receiver "
+                + "p50 \(percentile(idle.latencies, 0.5)) ms, p99 \(percentile(idle.latencies, 0.99)) ms (goal p50 < 50 ms). Under the write load above: "
+                + "\(load.arrivals.count) events delivered at \(String(format: "%.0f", rate))/s (first to last arrival; goal ≥ 2,000/s on SQLite), "
+                + "the queue empty \(String(format: "%.1f", drained)) s after the writes stopped; change to arrival p50 \(percentile(load.latencies, 0.5)) ms, "
+                + "p99 \(percentile(load.latencies, 0.99)) ms. Sending alone (a replay of \(queued) of those events, queued at once): \(replayed.count) delivered in "
+                + "\(String(format: "%.1f", replaySeconds)) s, \(String(format: "%.0f", replaySeconds > 0 ? Double(replayed.count) / replaySeconds : 0))/s (goal ≥ 2,000/s on SQLite).\n"
+        }
+
         let delivered = try await client.deliveredCount(targets.prefix(50).map { $0.first?.0 ?? "" })
         log("check: \(delivered) packages delivered in the first 50 sessions")
 
         var report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel) (\(logFormat))")
         report += streamLine.isEmpty ? "" : "\n" + streamLine
+        report += webhookLine.isEmpty ? "" : "\n" + webhookLine
         // The file first: printing into a closed pipe ends the process.
         if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
         print(report)
@@ -294,6 +359,12 @@ struct Bench: AsyncParsableCommand {
         }
         text += "\nSettings: \(settings).\n"
         return text
+    }
+
+    static func rfc3339(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
     }
 
     func log(_ message: String) {

@@ -47,10 +47,13 @@ public final class WebhookDispatcher: Service, Sendable {
     /// Queues the messages of up to 1,000 events; returns how many events it read (0: caught up).
     func dispatchOnce() async throws -> Int {
         let store = service.store
-        let cursor = try await store.dispatchCursor()
-        let events = try await store.events.read(store.storage, after: cursor, limit: 1000)
-        guard let last = events.last else { return 0 }
+        // No endpoint, no work: the log is not read and nothing is written. Events made before
+        // every enabled endpoint existed are skipped without being read.
         let endpoints = try await store.enabledEndpoints()
+        guard let floor = endpoints.map(\.startAfter).min() else { return 0 }
+        let cursor = try await store.dispatchCursor()
+        let events = try await store.events.read(store.storage, after: max(cursor, floor), limit: 1000)
+        guard let last = events.last else { return 0 }
         var messages: [(endpointID: String, event: Event)] = []
         for event in events {
             let subject = WebhookService.subject(event)
