@@ -41,74 +41,49 @@ enum WebhookSQL {
                 // Replays look events up by time.
                 "CREATE INDEX events_created_at ON events (created_at)",
             ],
-            sqlite: [
-                "INSERT INTO webhook_dispatch (id, tx_id, position) SELECT 1, 0, COALESCE(MAX(position), 0) FROM events",
-                """
-                CREATE TABLE webhook_messages (
-                    message_id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    endpoint_id TEXT NOT NULL,
-                    event_position BIGINT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    status TEXT NOT NULL,
-                    attempts BIGINT NOT NULL DEFAULT 0,
-                    next_attempt_at BIGINT NOT NULL,
-                    lease_until BIGINT NOT NULL DEFAULT 0,
-                    created_at BIGINT NOT NULL,
-                    updated_at BIGINT NOT NULL,
-                    UNIQUE (endpoint_id, event_position)
-                )
-                """,
-                """
-                CREATE TABLE webhook_attempts (
-                    attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    endpoint_id TEXT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    event_type TEXT NOT NULL,
-                    attempt BIGINT NOT NULL,
-                    status TEXT NOT NULL,
-                    response_status BIGINT,
-                    latency_ms BIGINT NOT NULL,
-                    error TEXT,
-                    response_body TEXT,
-                    created_at BIGINT NOT NULL
-                )
-                """,
-            ] + indexes,
+            sqlite: ["INSERT INTO webhook_dispatch (id, tx_id, position) SELECT 1, 0, COALESCE(MAX(position), 0) FROM events"]
+                + queueTables(id: "INTEGER PRIMARY KEY AUTOINCREMENT") + indexes,
             postgres: [
                 // Starts at the log's head: what was committed before webhooks existed is not sent.
-                "INSERT INTO webhook_dispatch (id, tx_id, position) SELECT 1, COALESCE(MAX(tx_id), 0), COALESCE(MAX(position), 0) FROM events",
-                """
-                CREATE TABLE webhook_messages (
-                    message_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                    endpoint_id TEXT NOT NULL,
-                    event_position BIGINT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    status TEXT NOT NULL,
-                    attempts BIGINT NOT NULL DEFAULT 0,
-                    next_attempt_at BIGINT NOT NULL,
-                    lease_until BIGINT NOT NULL DEFAULT 0,
-                    created_at BIGINT NOT NULL,
-                    updated_at BIGINT NOT NULL,
-                    UNIQUE (endpoint_id, event_position)
-                )
-                """,
-                """
-                CREATE TABLE webhook_attempts (
-                    attempt_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                    endpoint_id TEXT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    event_type TEXT NOT NULL,
-                    attempt BIGINT NOT NULL,
-                    status TEXT NOT NULL,
-                    response_status BIGINT,
-                    latency_ms BIGINT NOT NULL,
-                    error TEXT,
-                    response_body TEXT,
-                    created_at BIGINT NOT NULL
-                )
-                """,
-            ] + indexes)
+                "INSERT INTO webhook_dispatch (id, tx_id, position) SELECT 1, COALESCE(MAX(tx_id), 0), COALESCE(MAX(position), 0) FROM events"
+            ] + queueTables(id: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY") + indexes)
     ]
+
+    /// Messages and attempts; only their generated ids differ between the databases.
+    static func queueTables(id: String) -> [String] {
+        [
+            """
+            CREATE TABLE webhook_messages (
+                message_id \(id),
+                endpoint_id TEXT NOT NULL,
+                event_position BIGINT NOT NULL,
+                event_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                next_attempt_at BIGINT NOT NULL,
+                lease_until BIGINT NOT NULL DEFAULT 0,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (endpoint_id, event_position)
+            )
+            """,
+            """
+            CREATE TABLE webhook_attempts (
+                attempt_id \(id),
+                endpoint_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                attempt BIGINT NOT NULL,
+                status TEXT NOT NULL,
+                response_status BIGINT,
+                latency_ms BIGINT NOT NULL,
+                error TEXT,
+                response_body TEXT,
+                created_at BIGINT NOT NULL
+            )
+            """,
+        ]
+    }
 
     static let indexes = [
         // Workers claim due pending messages; a partial index holds only those.

@@ -122,24 +122,31 @@ struct WebhookStore: Sendable {
     /// Writes the messages for events up to `to` and moves the cursor there from `from`, in one
     /// transaction; `StorageError.conflict` when another server moved it first.
     func fanOut(_ messages: [(endpointID: String, event: Event)], from: EventID, to: EventID, now: Timestamp) async throws {
-        var statements: [SQLStatement] = []
-        for chunk in stride(from: 0, to: messages.count, by: 500).map({ messages[$0..<min($0 + 500, messages.count)] }) {
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 6)
-            for message in chunk {
-                binds += [.text(message.endpointID), .int(message.event.id.position), .text(message.event.id.description), .int(now.milliseconds), .int(now.milliseconds), .int(now.milliseconds)]
-            }
-            statements.append(
-                SQLStatement(
-                    "INSERT INTO webhook_messages (endpoint_id, event_position, event_id, status, next_attempt_at, created_at, updated_at) VALUES "
-                        + Array(repeating: "(?, ?, ?, 'pending', ?, ?, ?)", count: chunk.count).joined(separator: ", ")
-                        + " ON CONFLICT (endpoint_id, event_position) DO NOTHING", binds))
-        }
+        var statements = Self.queue(messages, now: now, again: false)
         statements.append(
             SQLStatement(
                 "UPDATE webhook_dispatch SET tx_id = ?, position = ? WHERE id = 1 AND tx_id = ? AND position = ?",
                 [.int(to.transaction), .int(to.position), .int(from.transaction), .int(from.position)], expectedChanges: 1))
         try await storage.write(statements)
+    }
+
+    /// Inserts pending messages, 500 rows a statement. A message that exists already is left as
+    /// it is, or (`again`, a replay) made due again: a new attempt under the same `webhook-id`.
+    static func queue(_ messages: [(endpointID: String, event: Event)], now: Timestamp, again: Bool) -> [SQLStatement] {
+        let conflict = again
+            ? " ON CONFLICT (endpoint_id, event_position) DO UPDATE SET status = 'pending', next_attempt_at = excluded.next_attempt_at, lease_until = 0, updated_at = excluded.updated_at"
+            : " ON CONFLICT (endpoint_id, event_position) DO NOTHING"
+        return stride(from: 0, to: messages.count, by: 500).map { start in
+            let chunk = messages[start..<min(start + 500, messages.count)]
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 6)
+            for message in chunk {
+                binds += [.text(message.endpointID), .int(message.event.id.position), .text(message.event.id.description), .int(now.milliseconds), .int(now.milliseconds), .int(now.milliseconds)]
+            }
+            return SQLStatement(
+                "INSERT INTO webhook_messages (endpoint_id, event_position, event_id, status, next_attempt_at, created_at, updated_at) VALUES "
+                    + Array(repeating: "(?, ?, ?, 'pending', ?, ?, ?)", count: chunk.count).joined(separator: ", ") + conflict, binds)
+        }
     }
 
     // MARK: workers
@@ -222,19 +229,7 @@ struct WebhookStore: Sendable {
 
     /// Queues these events for the endpoint again (a new attempt, the same `webhook-id`).
     func requeue(endpointID: String, events queued: [Event], now: Timestamp) async throws {
-        var statements: [SQLStatement] = []
-        for chunk in stride(from: 0, to: queued.count, by: 500).map({ queued[$0..<min($0 + 500, queued.count)] }) {
-            var binds: [SQLValue] = []
-            for event in chunk {
-                binds += [.text(endpointID), .int(event.id.position), .text(event.id.description), .int(now.milliseconds), .int(now.milliseconds), .int(now.milliseconds)]
-            }
-            statements.append(
-                SQLStatement(
-                    "INSERT INTO webhook_messages (endpoint_id, event_position, event_id, status, next_attempt_at, created_at, updated_at) VALUES "
-                        + Array(repeating: "(?, ?, ?, 'pending', ?, ?, ?)", count: chunk.count).joined(separator: ", ")
-                        + " ON CONFLICT (endpoint_id, event_position) DO UPDATE SET status = 'pending', next_attempt_at = excluded.next_attempt_at, "
-                        + "lease_until = 0, updated_at = excluded.updated_at", binds))
-        }
+        let statements = Self.queue(queued.map { (endpointID, $0) }, now: now, again: true)
         try await storage.write(statements)
     }
 
