@@ -25,7 +25,7 @@ public func buildApplication(
         return logger
     }()
     SessiondMetrics.bootstrap
-    let storage = try Storage.open(configuration.database, logger: logger)
+    let storage = try Storage.open(configuration.database, logger: logger, maximumConnections: configuration.databasePoolSize)
     let ids = IDGenerator(clock: clock)
     let migrator = Migrator(migrations: allMigrations, logger: logger)
     let routes = RouteRegistry()

@@ -18,6 +18,8 @@ public struct ServerConfiguration: Sendable {
     public var database: DatabaseLocation
     public var logLevel: Logger.Level
     public var logFormat: LogFormat = .json
+    /// PostgreSQL: the most connections this server opens (`DATABASE_POOL_SIZE`).
+    public var databasePoolSize = 16
     /// Largest JSON request body, in bytes (413 above it), unless a route says otherwise.
     public var maxBodyBytes: Int
     /// Keys, login sessions, rate limits and submissions.
@@ -56,7 +58,7 @@ public struct ServerConfiguration: Sendable {
         }
     }
 
-    /// Reads flags over `HOST`, `PORT`, `DATABASE_URL`, `LOG_LEVEL`, `LOG_FORMAT`, `MAX_BODY_BYTES`, and the
+    /// Reads flags over `HOST`, `PORT`, `DATABASE_URL`, `DATABASE_POOL_SIZE`, `LOG_LEVEL`, `LOG_FORMAT`, `MAX_BODY_BYTES`, and the
     /// access settings (`ADMIN_API_KEY`, `PUBLIC_BASE_URL`, `LOGIN_SESSION_TTL`, `LOGIN_IDLE_TIMEOUT`,
     /// `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`, `AUTH_FAILURE_BURST`, `SUBMISSION_LEASE_SECONDS`);
     /// reports every bad value at once, secrets never echoed.
@@ -93,6 +95,9 @@ public struct ServerConfiguration: Sendable {
         }
         if let text = environment["MAX_BODY_BYTES"] {
             if let bytes = Int(text), bytes >= 1024 { configuration.maxBodyBytes = bytes } else { problems.append("MAX_BODY_BYTES: \(text) is not a number of bytes >= 1024") }
+        }
+        if let text = environment["DATABASE_POOL_SIZE"], !text.isEmpty {
+            if let size = Int(text), (1...500).contains(size) { configuration.databasePoolSize = size } else { problems.append("DATABASE_POOL_SIZE: \(text) is not a number from 1 to 500") }
         }
         configuration.access = access(environment, &problems)
         configuration.webhooks = webhooks(environment, &problems)

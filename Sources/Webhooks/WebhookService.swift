@@ -20,6 +20,7 @@ public final class WebhookService: Sendable {
     let didCommitEvents: @Sendable () -> Void
     let guardrail: ReceiverGuard
     private let box = Mutex<SecretBox?>(nil)
+    private let tablesReady = Mutex<Task<Void, any Error>?>(nil)
 
     public init(
         storage: Storage, clock: WallClock, ids: IDGenerator, configuration: WebhookConfiguration, knownTypes: [String], logger: Logger,
@@ -308,12 +309,27 @@ public final class WebhookService: Sendable {
         return id
     }
 
-    /// Returns once the webhook tables exist (the server migrates the database as it starts).
+    /// Returns once the webhook tables exist (the server migrates the database as it starts); the
+    /// fan-out and the workers wait on one lookup, not one each.
     func waitForTables() async throws {
+        let check = tablesReady.withLock { task in
+            if let task { return task }
+            let made = Task { try await self.lookForTables() }
+            task = made
+            return made
+        }
+        try await withTaskCancellationHandler {
+            try await check.value
+        } onCancel: {
+            check.cancel()
+        }
+    }
+
+    private func lookForTables() async throws {
         var attempt = 0
         while true {
             do {
-                _ = try await store.dispatchCursor()
+                _ = try await store.dispatchState()
                 return
             } catch {
                 attempt += 1

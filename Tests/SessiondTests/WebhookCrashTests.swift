@@ -24,6 +24,7 @@ struct WebhookCrashTests {
             environment["WEBHOOK_RETRY_SCHEDULE"] = "1,1,1,1,1,1,1,1,1,1"
             environment["LOG_LEVEL"] = "critical"
             environment["RATE_LIMIT_PER_SECOND"] = "0"
+            environment["DATABASE_POOL_SIZE"] = "4"
             process.environment = environment
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice

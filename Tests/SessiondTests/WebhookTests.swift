@@ -33,6 +33,22 @@ struct WebhookTests {
 
     static func ids(_ deliveries: [WebhookReceiver.Delivery]) -> [String] { deliveries.map(\.id) }
 
+    /// Polls until `probe` holds (what the server records after the receiver answered commits a
+    /// moment later, and PostgreSQL readers see an event once older transactions have ended).
+    @discardableResult
+    static func eventually<T>(seconds: Double = 15, _ probe: () async throws -> T, until done: (T) -> Bool) async throws -> T {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let value = try await probe()
+            if done(value) || Date() > deadline { return value }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    static func log(_ client: any TestClientProtocol, _ id: String, query: String = "") async throws -> [JSONValue] {
+        try await client.json(.get, "/api/webhooks/\(id)/deliveries" + query)["items"]!.array
+    }
+
     @Test("an endpoint gets the events it asked for, signed, with webhook-id = event_id and the event as the body; its secret is shown once")
     func signedDeliveries() async throws {
         try await withReceiver { receiver in
@@ -47,7 +63,7 @@ struct WebhookTests {
                 let deliveries = try await receiver.wait { $0.count >= 3 }
                 try await Task.sleep(for: .milliseconds(300))
                 #expect(receiver.deliveries.count == 3)
-                let log = try await EventsTests.allEvents(client, query: "&types=delivery.session.created").events
+                let log = try await Self.eventually({ try await EventsTests.allEvents(client, query: "&types=delivery.session.created").events }, until: { $0.count == 3 })
                 #expect(Set(Self.ids(deliveries)) == Set(log.map { $0["event_id"]!.string! }))
                 for delivery in deliveries {
                     #expect(Self.verifies(delivery, secret: secret))
@@ -63,9 +79,9 @@ struct WebhookTests {
                 #expect(endpoint["secret"] == nil && endpoint["url"]?.string == receiver.url && endpoint["enabled"]?.bool == true)
                 let listed = try await client.send(.get, "/api/webhooks")
                 #expect(!String(buffer: listed.body).contains(secret))
-                let log2 = try await client.json(.get, "/api/webhooks/\(id)/deliveries")
-                #expect(log2["items"]!.array.count == 3)
-                #expect(log2["items"]!.array.allSatisfy { $0["status"]?.string == "succeeded" && $0["attempt"]?.int == 1 && $0["response_status"]?.int == 200 && $0["latency_ms"]?.int != nil })
+                let log2 = try await Self.eventually({ try await Self.log(client, id) }, until: { $0.count == 3 })
+                #expect(log2.count == 3)
+                #expect(log2.allSatisfy { $0["status"]?.string == "succeeded" && $0["attempt"]?.int == 1 && $0["response_status"]?.int == 200 && $0["latency_ms"]?.int != nil })
                 let body = try await client.send(.get, "/api/events")
                 #expect(!String(buffer: body.body).contains(secret))
             }
@@ -134,8 +150,7 @@ struct WebhookTests {
                 let deliveries = try await receiver.wait { $0.count >= 3 }
                 #expect(Set(Self.ids(deliveries)).count == 1)
                 #expect(deliveries.allSatisfy { Self.verifies($0, secret: secret) && $0.type == "webhook.test" })
-                try await Task.sleep(for: .milliseconds(300))
-                let log = try await client.json(.get, "/api/webhooks/\(id)/deliveries")["items"]!.array
+                let log = try await Self.eventually({ try await Self.log(client, id) }, until: { $0.count == 3 })
                 #expect(log.map { $0["attempt"]!.int! } == [3, 2, 1])
                 #expect(log.map { $0["status"]!.string! } == ["succeeded", "failed", "failed"])
                 #expect(log[1]["response_status"]?.int == 500 && log[1]["response_body"]?.string == "boom 2")
@@ -158,17 +173,16 @@ struct WebhookTests {
                 await receiver.stop()
                 let flow = DeliveryFlow(client: client)
                 for index in 0..<20 { _ = try await flow.create(user: "u\(index % 3)") }
-                try await Task.sleep(for: .milliseconds(2500))
-                let down = try await client.json(.get, "/api/webhooks/\(id)")
+                let down = try await Self.eventually({ try await client.json(.get, "/api/webhooks/\(id)") }, until: { ($0["consecutive_failures"]?.int ?? 0) >= 5 })
                 #expect((down["consecutive_failures"]?.int ?? 0) >= 5)
                 let failures = try await client.json(.get, "/api/webhooks/\(id)/deliveries?status=failed")["items"]!.array
                 #expect(!failures.isEmpty && failures.allSatisfy { $0["response_status"]?.isNull == true && $0["error"]?.string != nil })
                 await receiver.start()
-                let log = Set(try await EventsTests.allEvents(client, query: "&types=delivery.session.created").events.map { $0["event_id"]!.string! })
+                let log = Set(try await Self.eventually({ try await EventsTests.allEvents(client, query: "&types=delivery.session.created").events }, until: { $0.count == 20 })
+                    .map { $0["event_id"]!.string! })
                 #expect(log.count == 20)
                 try await receiver.wait(seconds: 20) { Set(Self.ids($0)) == log }
-                try await Task.sleep(for: .milliseconds(300))
-                let up = try await client.json(.get, "/api/webhooks/\(id)")
+                let up = try await Self.eventually({ try await client.json(.get, "/api/webhooks/\(id)") }, until: { $0["consecutive_failures"]?.int == 0 })
                 #expect(up["consecutive_failures"]?.int == 0 && up["circuit_open_until"]?.isNull == true)
             }
         }
@@ -181,10 +195,9 @@ struct WebhookTests {
                 let (id, _) = try await Self.create(client, url: receiver.url)
                 try await client.json(.post, "/api/webhooks/\(id)/test", expect: .accepted)
                 let first = try await receiver.wait { $0.count >= 1 }[0]
-                try await Task.sleep(for: .milliseconds(300))
-                let endpoint = try await client.json(.get, "/api/webhooks/\(id)")
+                let endpoint = try await Self.eventually({ try await client.json(.get, "/api/webhooks/\(id)") }, until: { $0["enabled"]?.bool == false })
                 #expect(endpoint["enabled"]?.bool == false && endpoint["disabled_reason"]?.string == "gone")
-                let disabled = try await EventsTests.allEvents(client, query: "&types=webhook.endpoint.disabled").events
+                let disabled = try await Self.eventually({ try await EventsTests.allEvents(client, query: "&types=webhook.endpoint.disabled").events }, until: { !$0.isEmpty })
                 #expect(disabled.count == 1 && disabled[0]["data"]?["endpoint_id"]?.string == id && disabled[0]["data"]?["reason"]?.string == "gone")
                 try await Task.sleep(for: .milliseconds(1500))
                 #expect(receiver.deliveries.count == 1)  // no more attempts while disabled
@@ -206,7 +219,7 @@ struct WebhookTests {
                 try await receiver.wait { $0.count >= 1 }
                 try await Task.sleep(for: .milliseconds(2500))
                 #expect(receiver.deliveries.count == 1)
-                let stats = try await client.json(.get, "/api/webhooks/stats")["items"]![0]!
+                let stats = try await Self.eventually({ try await client.json(.get, "/api/webhooks/stats")["items"]![0]! }, until: { $0["aborted"]?.int == 1 })
                 #expect(stats["aborted"]?.int == 1 && stats["pending"]?.int == 0)
             }
         }
@@ -306,7 +319,8 @@ struct WebhookTests {
                         }
                         try await group.waitForAll()
                     }
-                    let log = Set(try await EventsTests.allEvents(client, query: "&types=delivery.session.created", limit: 500).events.map { $0["event_id"]!.string! })
+                    let log = Set(try await Self.eventually({ try await EventsTests.allEvents(client, query: "&types=delivery.session.created", limit: 500).events }, until: { $0.count == 120 })
+                        .map { $0["event_id"]!.string! })
                     #expect(log.count == 120)
                     let deliveries = try await receiver.wait(seconds: 30) { Set(Self.ids($0)) == log }
                     try await Task.sleep(for: .milliseconds(1500))

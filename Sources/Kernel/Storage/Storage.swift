@@ -33,10 +33,11 @@ public enum Storage: Sendable {
     case sqlite(SQLiteDatabase)
     case postgres(PostgresDatabase)
 
-    public static func open(_ location: DatabaseLocation, logger: Logger) throws -> Storage {
+    /// Opens the database; a PostgreSQL pool holds at most `maximumConnections` connections.
+    public static func open(_ location: DatabaseLocation, logger: Logger, maximumConnections: Int = 16) throws -> Storage {
         switch location {
         case .sqlite(let path): .sqlite(try SQLiteDatabase(path: path, logger: logger))
-        case .postgres(let location): .postgres(PostgresDatabase(location: location, logger: logger))
+        case .postgres(let location): .postgres(PostgresDatabase(location: location, maximumConnections: maximumConnections, logger: logger))
         }
     }
 

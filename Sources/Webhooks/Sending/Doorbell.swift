@@ -1,7 +1,8 @@
 import Synchronization
 
-/// Wakes waiting loops at once (a commit, new messages); a ring before anyone waits is kept
-/// for the next waiter, so no ring is lost between two checks.
+/// Wakes one waiting loop (new messages: one worker claims them, and wakes the next if there
+/// were more than it could take); a ring while nobody waits is kept for the next waiter, so no
+/// ring is lost between two checks.
 final class Doorbell: Sendable {
     private struct State {
         var rung = false
@@ -11,15 +12,14 @@ final class Doorbell: Sendable {
     private let state = Mutex(State())
 
     func ring() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            if state.waiters.isEmpty {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let first = state.waiters.keys.min() else {
                 state.rung = true
-                return []
+                return nil
             }
-            defer { state.waiters = [:] }
-            return Array(state.waiters.values)
+            return state.waiters.removeValue(forKey: first)
         }
-        for waiter in waiters { waiter.resume() }
+        waiter?.resume()
     }
 
     /// Returns when rung, or after `timeout`, or when the task is cancelled.

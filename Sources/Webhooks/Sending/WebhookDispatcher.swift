@@ -1,6 +1,7 @@
 import Kernel
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The fan-out: reads the event log after the dispatch cursor and writes one message per
 /// (endpoint, event) the endpoint receives, moving the cursor in the same transaction, so an
@@ -16,6 +17,16 @@ public final class WebhookDispatcher: Service, Sendable {
     init(service: WebhookService, workers: Doorbell) {
         self.service = service
         self.workers = workers
+    }
+
+    /// The enabled endpoints as of `version`, read again only when it changed.
+    private let cache = Mutex<(version: Int64, endpoints: [WebhookEndpoint])?>(nil)
+
+    func enabledEndpoints(version: Int64) async throws -> [WebhookEndpoint] {
+        if let cached = cache.withLock({ $0 }), cached.version == version { return cached.endpoints }
+        let endpoints = try await service.store.enabledEndpoints()
+        cache.withLock { $0 = (version, endpoints) }
+        return endpoints
     }
 
     /// Something was committed: read the log now.
@@ -47,11 +58,11 @@ public final class WebhookDispatcher: Service, Sendable {
     /// Queues the messages of up to 1,000 events; returns how many events it read (0: caught up).
     func dispatchOnce() async throws -> Int {
         let store = service.store
+        let (cursor, version) = try await store.dispatchState()
+        let endpoints = try await enabledEndpoints(version: version)
         // No endpoint, no work: the log is not read and nothing is written. Events made before
         // every enabled endpoint existed are skipped without being read.
-        let endpoints = try await store.enabledEndpoints()
         guard let floor = endpoints.map(\.startAfter).min() else { return 0 }
-        let cursor = try await store.dispatchCursor()
         let events = try await store.events.read(store.storage, after: max(cursor, floor), limit: 1000)
         guard let last = events.last else { return 0 }
         var messages: [(endpointID: String, event: Event)] = []
@@ -62,9 +73,9 @@ public final class WebhookDispatcher: Service, Sendable {
             }
         }
         do {
-            try await store.fanOut(messages, from: cursor, to: last.id, now: service.clock.now())
+            try await store.fanOut(messages, from: cursor, to: last.id, endpointsVersion: version, now: service.clock.now())
         } catch StorageError.conflict {
-            return events.count  // another server moved the cursor: read again from there
+            return events.count  // another server moved the cursor, or an endpoint changed: read again
         }
         if !messages.isEmpty { workers.ring() }
         return events.count
@@ -82,13 +93,15 @@ public struct WebhookDelivery: Sendable {
         let sender = WebhookSender(guardrail: service.guardrail, timeoutSeconds: service.configuration.timeoutSeconds, bodyLimit: service.configuration.responseBodyLimit)
         dispatcher = WebhookDispatcher(service: service, workers: bell)
         let workers: [any Service] = (0..<max(service.configuration.workers, 1)).map { index in
-            WebhookWorker(service: service, sender: sender, bell: bell, name: "\(name)-\(index)")
+            WebhookWorker(service: service, sender: sender, bell: bell, name: "\(name)-\(index)", watchesSchedule: index == 0)
         }
-        services = [dispatcher] + workers + [SenderShutdown(sender: sender)]
+        // A service group stops its services in reverse order: the workers first, then the
+        // fan-out, and the HTTP clients last, once nothing sends.
+        services = [SenderShutdown(sender: sender), dispatcher] + workers
     }
 }
 
-/// Closes the receivers' connections when the server stops (listed after the workers, so it
+/// Closes the receivers' connections when the server stops (listed before the workers, so it
 /// stops after them).
 struct SenderShutdown: Service {
     let sender: WebhookSender

@@ -16,16 +16,19 @@ public final class WebhookWorker: Service, Sendable {
     let sender: WebhookSender
     let bell: Doorbell
     let name: String
+    /// The worker that looks up when the next message is due while all are idle.
+    let watchesSchedule: Bool
 
     static let attemptsSucceeded = Counter(label: "sessiond_webhook_attempts_total", dimensions: [("result", "succeeded")])
     static let attemptsFailed = Counter(label: "sessiond_webhook_attempts_total", dimensions: [("result", "failed")])
     static let latency = Recorder(label: "sessiond_webhook_attempt_duration_seconds", aggregate: true)
 
-    init(service: WebhookService, sender: WebhookSender, bell: Doorbell, name: String) {
+    init(service: WebhookService, sender: WebhookSender, bell: Doorbell, name: String, watchesSchedule: Bool) {
         self.service = service
         self.sender = sender
         self.bell = bell
         self.name = name
+        self.watchesSchedule = watchesSchedule
     }
 
     public func run() async throws {
@@ -35,7 +38,8 @@ public final class WebhookWorker: Service, Sendable {
                 do {
                     let sent = try await self.workOnce()
                     if sent > 0 { continue }
-                    await self.bell.wait(for: try await self.idleWait())
+                    // One worker keeps an eye on the next due time; the others wait to be rung.
+                    await self.bell.wait(for: self.watchesSchedule ? try await self.idleWait() : .seconds(5))
                 } catch is CancellationError {
                     return
                 } catch {
@@ -46,9 +50,11 @@ public final class WebhookWorker: Service, Sendable {
         }
     }
 
-    /// Until the next message is due, at most a second (other servers' messages, leases running out).
+    /// Until the next message is due (a retry, a lease that runs out), at most a second; 5 s when
+    /// nothing is pending at all (new messages ring the bell; another server's are sent by its own
+    /// workers, and these look again within 5 s).
     func idleWait() async throws -> Duration {
-        guard let due = try await service.store.nextDue() else { return .seconds(1) }
+        guard let due = try await service.store.nextDue() else { return .seconds(5) }
         let wait = due.milliseconds - service.clock.now().milliseconds
         return .milliseconds(min(max(wait, 5), 1000))
     }
@@ -61,6 +67,8 @@ public final class WebhookWorker: Service, Sendable {
         let lease = Timestamp(milliseconds: now.milliseconds + (configuration.timeoutSeconds + 5) * 1000)
         let claimed = try await service.store.claim(now: now, leaseUntil: lease, limit: configuration.batch)
         guard !claimed.isEmpty else { return 0 }
+        // A full batch: there may be more; another worker takes the next one meanwhile.
+        if claimed.count == configuration.batch { bell.ring() }
 
         let endpoints = Dictionary(uniqueKeysWithValues: try await service.store.endpoints(ids: Set(claimed.map(\.endpointID))).map { ($0.id, $0) })
         let events = Dictionary(
@@ -155,7 +163,10 @@ public final class WebhookWorker: Service, Sendable {
             guard let endpoint = endpoints[endpointID] else { continue }
             let failures = Int64(results.filter { if case .failed = $0 { true } else { false } }.count)
             if results.contains(.gone) {
-                changes.append(SQLStatement("UPDATE webhook_endpoints SET enabled = ?, disabled_reason = 'gone' WHERE endpoint_id = ?", [.bool(false), .text(endpointID)]))
+                changes += [
+                    SQLStatement("UPDATE webhook_endpoints SET enabled = ?, disabled_reason = 'gone' WHERE endpoint_id = ?", [.bool(false), .text(endpointID)]),
+                    WebhookStore.endpointsChanged,
+                ]
                 var disabled = endpoint
                 disabled.enabled = false
                 newEvents.append(service.event("webhook.endpoint.disabled", disabled, at: finished, reason: "gone"))
@@ -181,6 +192,7 @@ public final class WebhookWorker: Service, Sendable {
                         SQLStatement(
                             "UPDATE webhook_endpoints SET enabled = ?, disabled_reason = 'failing' WHERE endpoint_id = ? AND enabled = ?",
                             [.bool(false), .text(endpointID), .bool(true)]))
+                    changes.append(WebhookStore.endpointsChanged)
                     var disabled = endpoint
                     disabled.enabled = false
                     newEvents.append(service.event("webhook.endpoint.disabled", disabled, at: finished, reason: "failing"))

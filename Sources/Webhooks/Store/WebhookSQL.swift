@@ -4,7 +4,8 @@ import Kernel
 ///
 /// - `webhook_endpoints`: receivers, their sealed secrets and their health (consecutive
 ///   failures, failing since, circuit open until).
-/// - `webhook_dispatch`: one row, the fan-out cursor: events up to it have their messages.
+/// - `webhook_dispatch`: one row, the fan-out cursor (events up to it have their messages) and
+///   the version of the set of endpoints.
 /// - `webhook_messages`: one row per (endpoint, event) to send, written with the cursor's move
 ///   in one transaction, so a crash loses none; `lease_until` is how workers on every server
 ///   share them without sending one twice.
@@ -36,7 +37,9 @@ enum WebhookSQL {
                 )
                 """,
                 "CREATE INDEX webhook_endpoints_user ON webhook_endpoints (user_id, endpoint_id)",
-                "CREATE TABLE webhook_dispatch (id INTEGER PRIMARY KEY, tx_id BIGINT NOT NULL, position BIGINT NOT NULL)",
+                // `endpoints_version` counts changes to which endpoints receive what: the fan-out
+                // moves the cursor only if no such change committed since it read the endpoints.
+                "CREATE TABLE webhook_dispatch (id INTEGER PRIMARY KEY, tx_id BIGINT NOT NULL, position BIGINT NOT NULL, endpoints_version BIGINT NOT NULL DEFAULT 0)",
                 "CREATE TABLE webhook_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
                 // Replays look events up by time.
                 "CREATE INDEX events_created_at ON events (created_at)",

@@ -38,10 +38,13 @@ struct WebhookStore: Sendable {
 
     // MARK: endpoints
 
+    /// Goes with every change to which endpoints receive what (see `fanOut`).
+    static let endpointsChanged = SQLStatement("UPDATE webhook_dispatch SET endpoints_version = endpoints_version + 1 WHERE id = 1")
+
     func insert(_ endpoint: WebhookEndpoint, events newEvents: [NewEvent], answering output: some Sendable) async throws {
         let marks = Array(repeating: "?", count: 17).joined(separator: ", ")
         try await storage.write(
-            [SQLStatement("INSERT INTO webhook_endpoints (\(WebhookSQL.endpointColumns)) VALUES (\(marks))", WebhookSQL.binds(endpoint))]
+            [SQLStatement("INSERT INTO webhook_endpoints (\(WebhookSQL.endpointColumns)) VALUES (\(marks))", WebhookSQL.binds(endpoint)), Self.endpointsChanged]
                 + events.append(newEvents), answering: output)
     }
 
@@ -62,7 +65,8 @@ struct WebhookStore: Sendable {
                         SQLValue(endpoint.previousSecretExpiresAt?.milliseconds), .int(endpoint.consecutiveFailures),
                         SQLValue(endpoint.circuitOpenUntil?.milliseconds), SQLValue(endpoint.failingSince?.milliseconds),
                         .int(endpoint.updatedAt.milliseconds), .text(endpoint.id), .int(version.milliseconds),
-                    ], expectedChanges: 1)
+                    ], expectedChanges: 1),
+                Self.endpointsChanged,
             ] + events.append(newEvents), answering: output)
     }
 
@@ -72,6 +76,7 @@ struct WebhookStore: Sendable {
                 SQLStatement("DELETE FROM webhook_attempts WHERE endpoint_id = ?", [.text(id)]),
                 SQLStatement("DELETE FROM webhook_messages WHERE endpoint_id = ?", [.text(id)]),
                 SQLStatement("DELETE FROM webhook_endpoints WHERE endpoint_id = ?", [.text(id)], expectedChanges: 1),
+                Self.endpointsChanged,
             ] + events.append(newEvents))
     }
 
@@ -114,19 +119,21 @@ struct WebhookStore: Sendable {
 
     // MARK: fan-out
 
-    func dispatchCursor() async throws -> EventID {
-        let row = try await storage.query("SELECT tx_id, position FROM webhook_dispatch WHERE id = 1")[0]
-        return EventID(transaction: try row.int(0), position: try row.int(1))
+    /// The fan-out's cursor and the version of the set of endpoints.
+    func dispatchState() async throws -> (cursor: EventID, endpointsVersion: Int64) {
+        let row = try await storage.query("SELECT tx_id, position, endpoints_version FROM webhook_dispatch WHERE id = 1")[0]
+        return (EventID(transaction: try row.int(0), position: try row.int(1)), try row.int(2))
     }
 
     /// Writes the messages for events up to `to` and moves the cursor there from `from`, in one
-    /// transaction; `StorageError.conflict` when another server moved it first.
-    func fanOut(_ messages: [(endpointID: String, event: Event)], from: EventID, to: EventID, now: Timestamp) async throws {
+    /// transaction; `StorageError.conflict` when another server moved it first, or when an endpoint
+    /// changed since `endpointsVersion` was read (its messages would be missing: read again).
+    func fanOut(_ messages: [(endpointID: String, event: Event)], from: EventID, to: EventID, endpointsVersion: Int64, now: Timestamp) async throws {
         var statements = Self.queue(messages, now: now, again: false)
         statements.append(
             SQLStatement(
-                "UPDATE webhook_dispatch SET tx_id = ?, position = ? WHERE id = 1 AND tx_id = ? AND position = ?",
-                [.int(to.transaction), .int(to.position), .int(from.transaction), .int(from.position)], expectedChanges: 1))
+                "UPDATE webhook_dispatch SET tx_id = ?, position = ? WHERE id = 1 AND tx_id = ? AND position = ? AND endpoints_version = ?",
+                [.int(to.transaction), .int(to.position), .int(from.transaction), .int(from.position), .int(endpointsVersion)], expectedChanges: 1))
         try await storage.write(statements)
     }
 

@@ -38,7 +38,7 @@ func withApp<T>(
 }
 
 /// The real composition root on a test database, on any free port, logging errors only. Rate
-/// limits are off unless a test turns them on.
+/// limits are off unless a test turns them on; a PostgreSQL pool holds at most 4 connections.
 func testApplication(
     on location: DatabaseLocation, clock: WallClock = .system, configure: (inout ServerConfiguration) -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
@@ -47,6 +47,8 @@ func testApplication(
     configuration.access.adminKey = TestAuth.adminKey
     configuration.access.rateLimitPerSecond = 0
     configuration.access.authFailuresPerSecond = 0
+    // Every test runs at once against one PostgreSQL (100 connections by default): a small pool each.
+    configuration.databasePoolSize = 4
     configure(&configuration)
     return try buildApplication(configuration, clock: clock, logger: TestDatabase.logger)
 }
