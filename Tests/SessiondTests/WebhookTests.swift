@@ -210,6 +210,66 @@ struct WebhookTests {
         }
     }
 
+    @Test("an endpoint failing for WEBHOOK_DISABLE_AFTER is disabled, and an event says so")
+    func disableAfter() async throws {
+        let clock = ManualClock()
+        try await withReceiver({ _, _ in .init(status: .internalServerError) }) { receiver in
+            try await withApp(clock: clock.wallClock, configure: { configuration in
+                Self.fast(&configuration)
+                configuration.webhooks.policy.disableAfter = 3600
+            }) { client, _ in
+                let (id, _) = try await Self.create(client, url: receiver.url, events: ["webhook.test"])
+                try await client.json(.post, "/api/webhooks/\(id)/test", expect: .accepted)
+                try await receiver.wait { $0.count == 1 }
+                let failing = try await Self.eventually({ try await client.json(.get, "/api/webhooks/\(id)") }, until: { $0["failing_since"]?.string != nil })
+                #expect(failing["enabled"]?.bool == true && failing["consecutive_failures"]?.int == 1)
+                clock.advance(seconds: 1800)  // the retry is due; failing for half the time: still enabled
+                try await receiver.wait { $0.count == 2 }
+                #expect(try await Self.eventually({ try await Self.log(client, id) }, until: { $0.count == 2 }).count == 2)
+                #expect(try await client.json(.get, "/api/webhooks/\(id)")["enabled"]?.bool == true)
+                clock.advance(seconds: 1801)  // failing for longer than an hour at the next attempt
+                try await receiver.wait { $0.count == 3 }
+                let disabled = try await Self.eventually({ try await client.json(.get, "/api/webhooks/\(id)") }, until: { $0["enabled"]?.bool == false })
+                #expect(disabled["enabled"]?.bool == false && disabled["disabled_reason"]?.string == "failing")
+                let events = try await Self.eventually({ try await EventsTests.allEvents(client, query: "&types=webhook.endpoint.disabled").events }, until: { !$0.isEmpty })
+                #expect(events.count == 1 && events[0]["data"]?["reason"]?.string == "failing")
+                // Disabled, it keeps its backlog and sends nothing.
+                clock.advance(seconds: 60)
+                try await Task.sleep(for: .milliseconds(1200))
+                #expect(receiver.deliveries.count == 3)
+                let stats = try await client.json(.get, "/api/webhooks/stats")["items"]![0]!
+                #expect(stats["pending"]?.int == 1 && stats["enabled"]?.bool == false)
+            }
+        }
+    }
+
+    @Test("the circuit opens after consecutive failures: nothing is sent while it is open; then it lets deliveries through again")
+    func circuitBreaker() async throws {
+        let clock = ManualClock()
+        try await withReceiver({ _, _ in .init(status: .internalServerError) }) { receiver in
+            try await withApp(clock: clock.wallClock, configure: { configuration in
+                Self.fast(&configuration)
+                configuration.webhooks.policy.circuitCooldown = 30
+                configuration.webhooks.batch = 1
+            }) { client, _ in
+                let (id, _) = try await Self.create(client, url: receiver.url, events: ["webhook.test"])
+                for _ in 0..<12 { try await client.json(.post, "/api/webhooks/\(id)/test", expect: .accepted) }
+                let open = try await Self.eventually({ try await client.json(.get, "/api/webhooks/stats")["items"]![0]! }, until: { $0["circuit"]?.string == "open" })
+                #expect(open["circuit"]?.string == "open")
+                let sent = receiver.deliveries.count
+                #expect(sent >= 5 && sent < 12)
+                try await Task.sleep(for: .milliseconds(1500))
+                #expect(receiver.deliveries.count == sent)  // the clock stands still: the circuit stays open
+                receiver.respond { _, _ in .init() }
+                clock.advance(seconds: 31)
+                let delivered = try await receiver.wait { Set($0.map(\.id)).count == 12 }
+                #expect(Set(delivered.map(\.id)).count == 12)
+                let closed = try await Self.eventually({ try await client.json(.get, "/api/webhooks/stats")["items"]![0]! }, until: { $0["circuit"]?.string == "closed" })
+                #expect(closed["circuit"]?.string == "closed" && closed["consecutive_failures"]?.int == 0)
+            }
+        }
+    }
+
     @Test("webhook-delivery: abort-message stops the retries of that event")
     func abortStops() async throws {
         try await withReceiver({ _, _ in .init(status: .internalServerError, headers: [HTTPField.Name("webhook-delivery")!: "abort-message"]) }) { receiver in
