@@ -270,6 +270,22 @@ struct WebhookTests {
         }
     }
 
+    @Test("secrets are sealed at rest; a secret that does not open is never sent unsigned: the attempt fails and says why")
+    func sealedSecrets() async throws {
+        try await withReceiver { receiver in
+            try await withApp(configure: Self.fast) { client, location in
+                let (id, secret) = try await Self.create(client, url: receiver.url, events: ["webhook.test"])
+                let stored = try await queryRaw("SELECT secret FROM webhook_endpoints WHERE endpoint_id = '\(id)'", on: location)[0].string(0)
+                #expect(stored.hasPrefix("v1:") && !stored.contains(secret) && !stored.contains(String(secret.dropFirst(6))))
+                try await executeRaw("UPDATE webhook_endpoints SET secret = 'v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE endpoint_id = '\(id)'", on: location)
+                try await client.json(.post, "/api/webhooks/\(id)/test", expect: .accepted)
+                let log = try await Self.eventually({ try await Self.log(client, id) }, until: { !$0.isEmpty })
+                #expect(log.first?["status"]?.string == "failed" && log.first?["error"]?.string?.contains("WEBHOOK_SECRET_KEY") == true)
+                #expect(receiver.deliveries.isEmpty)
+            }
+        }
+    }
+
     @Test("webhook-delivery: abort-message stops the retries of that event")
     func abortStops() async throws {
         try await withReceiver({ _, _ in .init(status: .internalServerError, headers: [HTTPField.Name("webhook-delivery")!: "abort-message"]) }) { receiver in

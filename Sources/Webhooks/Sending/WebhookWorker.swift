@@ -103,9 +103,25 @@ public final class WebhookWorker: Service, Sendable {
         }
 
         var keys: [String: [SymmetricKeyBytes]] = [:]
+        var unsigned: Set<String> = []
         for endpoint in Set(sends.map(\.1.id)).compactMap({ endpoints[$0] }) {
-            keys[endpoint.id] = try await service.signingKeys(endpoint, now: now).map(SymmetricKeyBytes.init)
+            do {
+                keys[endpoint.id] = try await service.signingKeys(endpoint, now: now).map(SymmetricKeyBytes.init)
+            } catch {
+                // Never sent unsigned: a failed attempt the delivery log explains, retried on schedule.
+                unsigned.insert(endpoint.id)
+                service.logger.error("webhook secret does not open; check WEBHOOK_SECRET_KEY", metadata: ["endpoint_id": .string(endpoint.id)])
+            }
         }
+        for (message, endpoint, event) in sends where unsigned.contains(endpoint.id) {
+            let next = policy.nextAttempt(after: message.attempts + 1, retryAfter: nil, now: now, random: Double.random(in: 0..<1))
+            lost.append(
+                AttemptRecord(
+                    message: message, eventType: event.type, outcome: .failed(retryAfter: nil), responseStatus: nil, latencyMilliseconds: 0,
+                    error: "not sent: the endpoint's secret does not open with this server's WEBHOOK_SECRET_KEY", responseBody: nil,
+                    status: next == nil ? "failed" : "pending", nextAttemptAt: next ?? now))
+        }
+        sends.removeAll { unsigned.contains($0.1.id) }
         let answers = await withTaskGroup(of: (Int, WebhookSender.Answer).self) { group in
             for (index, (message, endpoint, event)) in sends.enumerated() {
                 let signingKeys = keys[endpoint.id] ?? []
