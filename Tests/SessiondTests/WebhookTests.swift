@@ -286,6 +286,26 @@ struct WebhookTests {
         }
     }
 
+    @Test("the SSRF guard also runs at every attempt: a receiver allowed when the endpoint was made and refused now gets nothing")
+    func guardAtSendTime() async throws {
+        let location = try await TestDatabase.make()
+        try await withReceiver { receiver in
+            // Made by a server that allows loopback receivers…
+            let id = try await testApplication(on: location, configure: Self.fast).test(.router) { client in
+                try await Self.create(client, url: receiver.url, events: ["webhook.test"]).id
+            }
+            // …sent by one that does not (the default).
+            try await testApplication(on: location).test(.router) { client in
+                try await client.json(.post, "/api/webhooks/\(id)/test", expect: .accepted)
+                let log = try await Self.eventually({ try await Self.log(client, id) }, until: { !$0.isEmpty })
+                #expect(log.first?["status"]?.string == "failed" && log.first?["response_status"]?.isNull == true)
+                #expect(log.first?["error"]?.string?.contains("127.0.0.1 is a loopback address") == true)
+                #expect(receiver.deliveries.isEmpty)
+            }
+        }
+        await TestDatabase.drop(location)
+    }
+
     @Test("webhook-delivery: abort-message stops the retries of that event")
     func abortStops() async throws {
         try await withReceiver({ _, _ in .init(status: .internalServerError, headers: [HTTPField.Name("webhook-delivery")!: "abort-message"]) }) { receiver in
