@@ -117,6 +117,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Conversations: chatbot sessions with memory, lead profile and scoring, consent, turns, expiry (in progress).
+        .target(
+            name: "Conversations",
+            dependencies: [
+                "Kernel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Webhooks: endpoints, signed deliveries of the event log, retries, circuit breaker, SSRF guard.
         .target(
             name: "Webhooks",
@@ -141,6 +151,7 @@ let package = Package(
                 "Access",
                 "Events",
                 "Webhooks",
+                "Conversations",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
