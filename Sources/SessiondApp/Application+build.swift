@@ -1,4 +1,5 @@
 import Access
+import Conversations
 import Delivery
 import Events
 import Foundation
@@ -11,6 +12,7 @@ import Webhooks
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
 public let allMigrations: [Migration] =
     IdempotencyStore.migrations + EventLog.migrations + DeliveryService.migrations + AccessService.migrations + WebhookService.migrations
+    + ConversationService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
 /// Application out. It opens the database (SQLite opens its file here; PostgreSQL's pool connects
@@ -44,7 +46,14 @@ public func buildApplication(
         storage: storage, access: access, automations: [PackageImport(delivery: delivery), SessionReport(delivery: delivery)],
         clock: clock, ids: ids, wakeUp: wakeUp)
 
-    let eventTypes = DeliveryEvents.types + AccessService.eventTypes + WebhookEvents.types
+    let conversations = ConversationService(
+        storage: storage, clock: clock, ttlSeconds: configuration.conversationTTLSeconds, readStaleness: configuration.readStaleness, didCommitEvents: feed.wake)
+    feed.onEvents { events in
+        for event in events where event.type.hasPrefix("conversation.") {
+            if let id = event.sessionID, let version = event.version { conversations.store.invalidate(id, below: version) }
+        }
+    }
+    let eventTypes = DeliveryEvents.types + AccessService.eventTypes + WebhookEvents.types + ConversationEvents.types
     let webhooks = try WebhookService(
         storage: storage, clock: clock, ids: ids, configuration: configuration.webhooks, knownTypes: eventTypes.map(\.type), logger: logger,
         didCommitEvents: feed.wake)
@@ -69,6 +78,7 @@ public func buildApplication(
         _ = try await delivery.session(sessionID, caller: caller)
     }.register(on: router, routes: routes)
     WebhookRoutes(service: webhooks).register(on: router, routes: routes)
+    ConversationRoutes(service: conversations).register(on: router, routes: routes)
 
     var app = Application(
         router: router,

@@ -64,7 +64,7 @@ enum OpenAPIDocument {
             ],
             "paths": .object(paths.mapValues { .object($0) }),
             "components": [
-                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }.merging(webhookSchemas) { first, _ in first }),
+                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }.merging(webhookSchemas) { first, _ in first }.merging(conversationSchemas) { first, _ in first }),
                 "securitySchemes": [
                     "bearerAuth": ["type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer sdk_…` (or the admin key)."],
                     "apiKeyHeader": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
@@ -108,6 +108,35 @@ enum OpenAPIDocument {
                 "description": "Server-Sent Events: each message has `id:` (the event_id), `event:` (the type) and `data:` (the Event as JSON); send `Last-Event-ID` to resume; a `: keep-alive` comment at least every 15 s.",
             ],
             "Metrics": ["type": "string", "description": "Prometheus text exposition format."],
+        ]
+    }
+
+    /// The conversations' shapes.
+    static var conversationSchemas: [String: JSONValue] {
+        let states: JSONValue = ["type": "string", "enum": ["greeting", "collecting_profile", "qualifying", "recommending", "negotiating", "scheduling", "handoff", "closed"]]
+        let profile = object([
+            "budget_min": ["type": .array(["integer", "null"])], "budget_max": ["type": .array(["integer", "null"])], "main_use": nullableString,
+            "city": nullableString, "state": nullableString, "priorities": array(string), "preferred_brands": array(string), "preferred_types": array(string),
+            "urgency": ["type": .array(["string", "null"]), "enum": ["immediate", "1-3 months", "3-6 months", "exploring", .null]],
+        ])
+        let conversation = object([
+            "conversation_id": string, "channel": string, "contact": string, "state": states, "turn_id": integer, "summary": nullableString,
+            "profile": profile, "interaction_count": integer, "completeness": ["type": "number"], "qualification_score": integer,
+            "lead_class": ["type": "string", "enum": ["high", "medium", "low"]], "consent_given": bool, "consent_at": nullableTime,
+            "created_at": time, "updated_at": time, "expires_at": time, "archived_at": nullableTime,
+        ])
+        return [
+            "OpenConversation": object(["channel": string, "contact": string], required: ["channel", "contact"]),
+            "Conversation": conversation,
+            "ConversationMessages": object(["items": array(object(["seq": integer, "role": ["type": "string", "enum": ["user", "assistant", "system"]], "content": string, "created_at": time]))]),
+            "ConversationTurn": object(
+                [
+                    "turn_id": integer, "messages": array(object(["role": string, "content": string])), "state": states,
+                    "profile": ["type": "object"], "summary": string,
+                ], required: ["turn_id"]),
+            "ConversationConsent": object(["given": bool], required: ["given"]),
+            "ConversationHistory": object(["items": array(ref("Conversation"))]),
+            "ConversationErasure": object(["erased": object(["conversations": integer, "messages": integer])]),
         ]
     }
 

@@ -30,6 +30,8 @@ public struct ServerConfiguration: Sendable {
     public var readStaleness: Duration = .seconds(1)
     /// The event feed's settings (how often it reads the log when nothing woke it).
     public var events = EventFeed.Configuration()
+    /// `CONVERSATION_TTL`: a conversation idle this long is archived.
+    public var conversationTTLSeconds: Int64 = 86_400
     /// Webhook deliveries: retries, timeout, SSRF guard, workers, the key that seals secrets.
     public var webhooks = WebhookConfiguration()
 
@@ -98,6 +100,9 @@ public struct ServerConfiguration: Sendable {
         }
         if let text = environment["DATABASE_POOL_SIZE"], !text.isEmpty {
             if let size = Int(text), (1...500).contains(size) { configuration.databasePoolSize = size } else { problems.append("DATABASE_POOL_SIZE: \(text) is not a number from 1 to 500") }
+        }
+        if let text = environment["CONVERSATION_TTL"], !text.isEmpty {
+            if let seconds = duration(text), seconds >= 1 { configuration.conversationTTLSeconds = seconds } else { problems.append("CONVERSATION_TTL: \(text) is not a duration of 1 s or more") }
         }
         configuration.access = access(environment, &problems)
         configuration.webhooks = webhooks(environment, &problems)

@@ -147,3 +147,26 @@ extension LeadProfile {
         }
     }
 }
+
+extension LeadProfile: JSONWritable {
+    /// The profile's fields as the contract names them (unset ones as null, lists as arrays).
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("budget_min", budgetMin)
+        writer.field("budget_max", budgetMax)
+        writer.field("main_use", mainUse)
+        writer.field("city", city)
+        writer.field("state", state)
+        writer.field("priorities", array: priorities)
+        writer.field("preferred_brands", array: preferredBrands)
+        writer.field("preferred_types", array: preferredTypes)
+        writer.field("urgency", urgency?.rawValue)
+        writer.endObject()
+    }
+
+    /// The profile from its stored JSON text (written by `write(to:)`).
+    public static func stored(_ text: String) -> LeadProfile {
+        guard case .object(let fields) = JSONValue.parse(text) else { return LeadProfile() }
+        return (try? LeadProfile().merging(fields)) ?? LeadProfile()
+    }
+}

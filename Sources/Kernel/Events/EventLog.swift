@@ -191,6 +191,15 @@ public struct EventLog: Sendable {
         ]
     }
 
+    /// Erases what the events of these sessions say (personal data a module must forget): their
+    /// `data` becomes `{"erased":true}` and they no longer name the session. Their ids and types
+    /// stay, so cursors and counts still hold.
+    public func erase(sessionIDs: [String]) -> [SQLStatement] {
+        guard !sessionIDs.isEmpty else { return [] }
+        let marks = Array(repeating: "?", count: sessionIDs.count).joined(separator: ", ")
+        return [SQLStatement("UPDATE events SET data = '{\"erased\":true}', session_id = NULL, user_id = NULL WHERE session_id IN (\(marks))", sessionIDs.map(SQLValue.text))]
+    }
+
     /// Space-separated with a space at each end, so one tag is matched whole.
     static func audienceText(_ tags: [String]) -> String {
         tags.isEmpty ? "" : " " + tags.joined(separator: " ") + " "
