@@ -78,6 +78,26 @@ public final class ConversationService: Sendable {
         return try await store.update(id, { $0.archive(at: now) }, output: { _, saved in saved })
     }
 
+    /// Archives every live conversation idle past its `expires_at` (the background sweep; each
+    /// in its own transaction with its event, guarded by its version so a turn that came in
+    /// meanwhile keeps it live). Returns how many it archived.
+    @discardableResult
+    public func archiveExpired(limit: Int = 500) async throws -> Int {
+        let now = clock.now()
+        let ids = try await storage.query(
+            "SELECT conversation_id FROM conversations WHERE archived_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            [.int(now.milliseconds), .int(Int64(limit))]
+        ).map { try $0.string(0) }
+        var archived = 0
+        for id in ids {
+            let saved = try await store.update(id) { conversation in
+                if conversation.expiresAt <= now { conversation.archive(at: now) }
+            }
+            if saved.aggregate.archivedAt != nil { archived += 1 }
+        }
+        return archived
+    }
+
     /// Archived conversations of a contact, newest first (without their messages).
     public func history(contact: String, limit: Int, caller: Caller) async throws -> [Conversation] {
         try Self.authorize(caller)

@@ -88,6 +88,8 @@ public func buildApplication(
             feed,
             IdempotencyJanitor.service(store: idempotency, clock: clock, logger: logger),
             AccessHousekeeping.service(access: access, logger: logger),
+            // Conversations idle past CONVERSATION_TTL leave the live set.
+            PeriodicService("conversation expiry", every: configuration.conversationSweep, logger: logger) { try await conversations.archiveExpired() },
             SubmissionWorker(
                 service: submissions, wakeUps: wakeUps, name: "worker-" + ids.make(), leaseSeconds: configuration.access.submissionLeaseSeconds,
                 logger: logger),

@@ -32,6 +32,8 @@ public struct ServerConfiguration: Sendable {
     public var events = EventFeed.Configuration()
     /// `CONVERSATION_TTL`: a conversation idle this long is archived.
     public var conversationTTLSeconds: Int64 = 86_400
+    /// How often idle conversations are looked for.
+    public var conversationSweep: Duration = .seconds(30)
     /// Webhook deliveries: retries, timeout, SSRF guard, workers, the key that seals secrets.
     public var webhooks = WebhookConfiguration()
 

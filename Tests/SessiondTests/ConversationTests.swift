@@ -121,6 +121,48 @@ struct ConversationTests {
         }
     }
 
+    @Test("the background sweep archives exactly the conversations idle past CONVERSATION_TTL")
+    func sweep() async throws {
+        let clock = ManualClock()
+        try await withApp(clock: clock.wallClock, configure: { $0.conversationTTLSeconds = 3600; $0.conversationSweep = .milliseconds(50) }) { client, _ in
+            let idle = try await Self.open(client, "idle-1")
+            let idleToo = try await Self.open(client, "idle-2")
+            clock.advance(seconds: 3000)
+            let busy = try await Self.open(client, "busy")
+            try await Self.turn(client, idle, ["turn_id": 1, "messages": [["role": "user", "content": "ainda aqui"]]])  // idle-1 is busy again
+            clock.advance(seconds: 700)  // idle-2 is 3,700 s idle; idle-1 700 s; busy 700 s
+            let archived = try await WebhookTests.eventually({ try await client.json(.get, "/api/conversations/\(idleToo)") }, until: { $0["archived_at"]?.string != nil })
+            #expect(archived["archived_at"]?.string != nil)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await client.json(.get, "/api/conversations/\(idle)")["archived_at"]?.isNull == true)
+            #expect(try await client.json(.get, "/api/conversations/\(busy)")["archived_at"]?.isNull == true)
+            #expect(try await client.json(.get, "/api/conversations/contact/idle-2/history")["items"]!.array.count == 1)
+            let events = try await EventsTests.allEvents(client, query: "&types=conversation.archived").events
+            #expect(events.count == 1 && events[0]["session_id"]?.string == idleToo)
+        }
+    }
+
+    @Test("two servers on one database: racing get-or-create still yields one conversation")
+    func racingOnTwoServers() async throws {
+        try await withApp { client, location in
+            try await withSecondServer(on: location) { second in
+                let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                    for index in 0..<60 {
+                        let server = index % 2 == 0 ? client : second
+                        group.addTask {
+                            let response = try await server.send(.post, "/api/conversations", json: #"{"channel":"whatsapp","contact":"5521977776666"}"#)
+                            return try JSONDecoder().decode(JSONValue.self, from: Data(String(buffer: response.body).utf8))["conversation_id"]?.string ?? ""
+                        }
+                    }
+                    var all: [String] = []
+                    for try await id in group { all.append(id) }
+                    return all
+                }
+                #expect(Set(ids).count == 1 && !ids[0].isEmpty)
+            }
+        }
+    }
+
     @Test("erasing a contact removes its live and archived conversations, their messages and their events' data")
     func erasure() async throws {
         try await withApp { client, _ in

@@ -132,7 +132,7 @@ struct WebhookTests {
             }
             let unknown = try await client.json(.post, "/api/webhooks", body(["url": "http://93.184.216.34/x", "events": ["delivery.session.created", "delivery.nope"]]), expect: .unprocessableContent)
             #expect(unknown["field"]?.string == "events[1]")
-            try await client.json(.post, "/api/webhooks", body(["url": "http://93.184.216.34/x", "events": ["conversation.*"]]), expect: .unprocessableContent)
+            try await client.json(.post, "/api/webhooks", body(["url": "http://93.184.216.34/x", "events": ["nothing.*"]]), expect: .unprocessableContent)
             try await client.json(.post, "/api/webhooks", body(["events": ["delivery.*"]]), expect: .unprocessableContent)
             let ok = try await client.json(.post, "/api/webhooks", body(["url": "http://93.184.216.34/x", "events": ["delivery.*", "access.key.created"], "enabled": false]), expect: .created)
             #expect(ok["enabled"]?.bool == false)
