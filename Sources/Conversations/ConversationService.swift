@@ -1,3 +1,4 @@
+import Foundation
 import Kernel
 
 /// Conversations as a chat bot keeps them: one live per (channel, contact), turns in order, consent,
@@ -96,6 +97,34 @@ public final class ConversationService: Sendable {
             if saved.aggregate.archivedAt != nil { archived += 1 }
         }
         return archived
+    }
+
+    /// An archived conversation as the export shows it: the row, and how many messages it had.
+    public struct Archived: Sendable {
+        public var conversation: Conversation
+        public var messages: Int
+        public var userMessages: Int
+    }
+
+    /// Conversations archived at or after `since`, in (archived_at, id) order after `cursor`, a page at a time.
+    public func archived(since: Timestamp, after cursor: (Timestamp, String)?, limit: Int) async throws -> [Archived] {
+        let prefix = ConversationSQL.columns.split(separator: ",").map { "c." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", ")
+        var sql = """
+            SELECT \(prefix),
+            (SELECT COUNT(*) FROM conversation_messages m WHERE m.conversation_id = c.conversation_id),
+            (SELECT COUNT(*) FROM conversation_messages m WHERE m.conversation_id = c.conversation_id AND m.role = 'user')
+            FROM conversations c WHERE c.archived_at IS NOT NULL AND c.archived_at >= ?
+            """
+        var binds: [SQLValue] = [.int(since.milliseconds)]
+        if let (time, id) = cursor {
+            sql += " AND (c.archived_at > ? OR (c.archived_at = ? AND c.conversation_id > ?))"
+            binds += [.int(time.milliseconds), .int(time.milliseconds), .text(id)]
+        }
+        sql += " ORDER BY c.archived_at, c.conversation_id LIMIT ?"
+        binds.append(.int(Int64(limit)))
+        return try await storage.query(sql, binds).map { row in
+            Archived(conversation: try ConversationSQL.conversation(row), messages: Int(try row.int(15)), userMessages: Int(try row.int(16)))
+        }
     }
 
     /// Archived conversations of a contact, newest first (without their messages).

@@ -15,7 +15,7 @@ struct Sessiond: AsyncParsableCommand {
             Data lives in an embedded SQLite file by default (./data/sessiond.sqlite), or in PostgreSQL
             when --database / DATABASE_URL is a postgres:// URL. Flags win over environment variables.
             """,
-        subcommands: [Serve.self, Migrate.self, Keys.self],
+        subcommands: [Serve.self, Migrate.self, Keys.self, Export.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -164,6 +164,31 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             let (key, secret) = try await Keys.withAccess(common) { access in try await access.rotateKey(keyID, caller: .system) }
             Keys.show(key, secret: secret)
+        }
+    }
+}
+
+/// `sessiond export …`: data out of the database for analytics tools.
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Export data for analytics tools.", subcommands: [Conversations.self])
+
+    struct Conversations: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Archived conversations as CSV (header row; profile lists joined by |).")
+        @Option(help: "RFC 3339 time: conversations archived at or after it.") var since: String
+        @Option(help: "csv (the only format for now).") var format = "csv"
+        @Option(help: "Write to this file instead of standard output.") var output: String?
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            guard let since = Timestamp(rfc3339: since) else { throw ValidationError("--since: \(since) is not an RFC 3339 time, as in 2026-11-01T00:00:00Z") }
+            guard format == "csv" else { throw ValidationError("--format: \(format) is not supported (csv)") }
+            let flags = ServerConfiguration.Flags(database: common.database, logLevel: common.logLevel ?? "error", logFormat: common.logFormat)
+            let configuration = try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
+            LoggingSystem.bootstrap(StreamLogHandler.standardError)
+            var logger = Logger(label: "sessiond")
+            logger.logLevel = configuration.logLevel
+            let count = try await ConversationExport.write(since: since, toFile: output ?? "/dev/stdout", configuration, logger: logger)
+            FileHandle.standardError.write(Data("exported \(count) conversations\n".utf8))
         }
     }
 }

@@ -163,6 +163,33 @@ struct ConversationTests {
         }
     }
 
+    @Test("sessiond export conversations writes the archive as CSV: a header, a row per archived conversation, lead figures computed")
+    func export() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: SessiondBinary.url.path), "build the executable first: swift build --build-tests")
+        try await withApp { client, location in
+            let id = try await Self.open(client, "5511912345678")
+            try await client.json(.post, "/api/conversations/\(id)/consent", body(["given": true]))
+            try await Self.turn(client, id, [
+                "turn_id": 1, "summary": "quer SUV, \"urgente\"", "messages": [["role": "user", "content": "oi"], ["role": "assistant", "content": "olá"]],
+                "profile": ["budget_min": 100_000, "budget_max": 150_000, "priorities": ["espaço", "segurança"], "urgency": "immediate"],
+            ])
+            try await client.json(.post, "/api/conversations/\(id)/expire")
+            _ = try await Self.open(client, "still-live")
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("export-\(UUID().uuidString).csv").path
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let run = try SessiondBinary.run(["export", "conversations", "--since", "2020-01-01T00:00:00Z", "--output", file, "--database", SessiondBinary.databaseArgument(location)])
+            #expect(run.status == 0)
+            let lines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\r\n").map(String.init)
+            #expect(lines.count == 2)
+            #expect(lines[0].hasPrefix("conversation_id,channel,contact,state,turn_id,summary,profile_budget_min"))
+            #expect(lines[1].hasPrefix("\(id),whatsapp,5511912345678,greeting,1,\"quer SUV, \"\"urgente\"\"\",100000,150000,,,,espaço|segurança,,,immediate,0.25,75,high,true,"))
+            let later = try SessiondBinary.run(["export", "conversations", "--since", "2100-01-01T00:00:00Z", "--output", file, "--database", SessiondBinary.databaseArgument(location)])
+            let empty = try String(contentsOfFile: file, encoding: .utf8)
+            #expect(later.status == 0 && empty.split(separator: "\r\n").count == 1)
+            #expect(try SessiondBinary.run(["export", "conversations", "--since", "yesterday", "--database", SessiondBinary.databaseArgument(location)]).status != 0)
+        }
+    }
+
     @Test("erasing a contact removes its live and archived conversations, their messages and their events' data")
     func erasure() async throws {
         try await withApp { client, _ in
