@@ -19,6 +19,8 @@ public final class WebhookService: Sendable {
     let logger: Logger
     let didCommitEvents: @Sendable () -> Void
     let guardrail: ReceiverGuard
+    /// Rung when messages are queued (fan-out, replay): wakes a sending worker.
+    let workers = Doorbell()
     private let box = Mutex<SecretBox?>(nil)
     private let tablesReady = Mutex<Task<Void, any Error>?>(nil)
 
@@ -181,6 +183,7 @@ public final class WebhookService: Sendable {
             throw WebhookError.invalid(field: "since", detail: "give since (a time) or event_id")
         }
         try await store.requeue(endpointID: endpoint.id, events: queued, now: clock.now())
+        if !queued.isEmpty { workers.ring() }
         return queued.count
     }
 

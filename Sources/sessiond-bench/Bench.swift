@@ -43,6 +43,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "On PostgreSQL: connect the live-stream clients to a second server on the same database (the writes go to the first), so events cross servers through LISTEN/NOTIFY.")
     var streamsOnSecondServer = false
 
+    @Option(help: "Chatbot conversations for the turns workload (0 leaves it out).")
+    var conversations = 1000
+
     @Flag(inversion: .prefixedNo, help: "Measure webhooks: a receiver in this process gets every delivery.package.delivered event, at rest and under the write load.")
     var webhooks = true
 
@@ -174,6 +177,21 @@ struct Bench: AsyncParsableCommand {
             streamLine = "Live streams: \(watched.count) clients \(place), each following one session, received \(count) events; from the change "
                 + "(its created_at, taken before the commit) to the client p50 \(percentile(0.5)) ms, p99 \(percentile(0.99)) ms, "
                 + "max \(latencies.last ?? -1) ms (goal p99 < 100 ms).\n"
+        }
+
+        if conversations > 0 {
+            // Chatbot turns: `conversations` live conversations with consent; each wrk request is
+            // the next turn of the next conversation (one user message), so none conflicts.
+            var ids: [String] = []
+            for index in 0..<conversations {
+                let id = try await client.json("POST", "/api/conversations", ["channel": "whatsapp", "contact": "55119\(String(format: "%08d", index))"])["conversation_id"] as? String ?? ""
+                _ = try await client.json("POST", "/api/conversations/\(id)/consent", ["given": true])
+                ids.append(id)
+            }
+            let path = scratch.appendingPathComponent("turns.lua")
+            try Self.turnScript(ids, threads: threads, dataPath: scratch.appendingPathComponent("conversations.txt").path, key: client.key)
+                .write(to: path, atomically: true, encoding: .utf8)
+            rows.append(try run(name: "POST /api/conversations/{id}/turns over \(conversations) conversations (durable, in order per conversation)", url: base, script: path.path, server: serverProcess))
         }
 
         var webhookLine = ""
@@ -337,6 +355,49 @@ struct Bench: AsyncParsableCommand {
               index = index + 1
               if index > #paths then index = 1 end
               return wrk.format(nil, paths[i], nil, bodies[i])
+            end
+            """
+    }
+
+    /// A wrk script that sends turn 1, 2, 3… of each conversation in turn (thread n takes lines
+    /// n, n + threads, … of the id file), each with one user message.
+    static func turnScript(_ ids: [String], threads: Int, dataPath: String, key: String?) throws -> String {
+        try (ids.joined(separator: "\n") + "\n").write(toFile: dataPath, atomically: true, encoding: .utf8)
+        return """
+            local counter = 0
+            function setup(thread)
+              thread:set("id", counter)
+              counter = counter + 1
+            end
+            function init(args)
+              ids = {}
+              turns = {}
+              local n = 0
+              for line in io.lines("\(dataPath)") do
+                if n % \(threads) == id then
+                  table.insert(ids, line)
+                  table.insert(turns, 0)
+                end
+                n = n + 1
+              end
+              index = 1
+              wrk.method = "POST"
+              wrk.headers["Content-Type"] = "application/json"
+              wrk.headers["Authorization"] = "Bearer \(key ?? "")"
+            end
+            function request()
+              -- wrk builds one request per thread that it may never send: that one must not
+              -- use up a turn number (the conversation would then see turn n+1 before n).
+              if not primed then
+                primed = true
+                return wrk.format("GET", "/health")
+              end
+              local i = index
+              index = index + 1
+              if index > #ids then index = 1 end
+              turns[i] = turns[i] + 1
+              local body = '{"turn_id":' .. turns[i] .. ',"messages":[{"role":"user","content":"mensagem ' .. turns[i] .. '"}]}'
+              return wrk.format(nil, "/api/conversations/" .. ids[i] .. "/turns", nil, body)
             end
             """
     }

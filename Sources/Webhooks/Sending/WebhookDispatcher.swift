@@ -89,7 +89,7 @@ public struct WebhookDelivery: Sendable {
     public let services: [any Service]
 
     public init(service: WebhookService, name: String) {
-        let bell = Doorbell()
+        let bell = service.workers
         let sender = WebhookSender(guardrail: service.guardrail, timeoutSeconds: service.configuration.timeoutSeconds, bodyLimit: service.configuration.responseBodyLimit)
         dispatcher = WebhookDispatcher(service: service, workers: bell)
         let workers: [any Service] = (0..<max(service.configuration.workers, 1)).map { index in
