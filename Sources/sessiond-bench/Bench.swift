@@ -179,21 +179,6 @@ struct Bench: AsyncParsableCommand {
                 + "max \(latencies.last ?? -1) ms (goal p99 < 100 ms).\n"
         }
 
-        if conversations > 0 {
-            // Chatbot turns: `conversations` live conversations with consent; each wrk request is
-            // the next turn of the next conversation (one user message), so none conflicts.
-            var ids: [String] = []
-            for index in 0..<conversations {
-                let id = try await client.json("POST", "/api/conversations", ["channel": "whatsapp", "contact": "55119\(String(format: "%08d", index))"])["conversation_id"] as? String ?? ""
-                _ = try await client.json("POST", "/api/conversations/\(id)/consent", ["given": true])
-                ids.append(id)
-            }
-            let path = scratch.appendingPathComponent("turns.lua")
-            try Self.turnScript(ids, threads: threads, dataPath: scratch.appendingPathComponent("conversations.txt").path, key: client.key)
-                .write(to: path, atomically: true, encoding: .utf8)
-            rows.append(try run(name: "POST /api/conversations/{id}/turns over \(conversations) conversations (durable, in order per conversation)", url: base, script: path.path, server: serverProcess))
-        }
-
         var webhookLine = ""
         if webhooks {
             let receiver = BenchReceiver()
@@ -234,6 +219,7 @@ struct Bench: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let replayed = receiver.results.arrivals
+            _ = try await admin.request("DELETE", "/api/webhooks/\(endpoint)")
             let replaySeconds = (replayed.max() ?? 0) - replayStart.timeIntervalSince1970
             func percentile(_ values: [Double], _ p: Double) -> String {
                 values.isEmpty ? "?" : String(format: "%.0f", values[min(values.count - 1, Int(Double(values.count) * p))])
@@ -248,6 +234,22 @@ struct Bench: AsyncParsableCommand {
                 + "the queue empty \(String(format: "%.1f", drained)) s after the writes stopped; change to arrival p50 \(percentile(load.latencies, 0.5)) ms, "
                 + "p99 \(percentile(load.latencies, 0.99)) ms. Sending alone (a replay of \(queued) of those events, queued at once): \(replayed.count) delivered in "
                 + "\(String(format: "%.1f", replaySeconds)) s, \(String(format: "%.0f", replaySeconds > 0 ? Double(replayed.count) / replaySeconds : 0))/s (goal ≥ 2,000/s on SQLite).\n"
+        }
+
+        // After the webhook workload, whose endpoint is deleted by then: the turns run alone.
+        if conversations > 0 {
+            // Chatbot turns: `conversations` live conversations with consent; each wrk request is
+            // the next turn of the next conversation (one user message), so none conflicts.
+            var ids: [String] = []
+            for index in 0..<conversations {
+                let id = try await client.json("POST", "/api/conversations", ["channel": "whatsapp", "contact": "55119\(String(format: "%08d", index))"])["conversation_id"] as? String ?? ""
+                _ = try await client.json("POST", "/api/conversations/\(id)/consent", ["given": true])
+                ids.append(id)
+            }
+            let path = scratch.appendingPathComponent("turns.lua")
+            try Self.turnScript(ids, threads: threads, dataPath: scratch.appendingPathComponent("conversations.txt").path, key: client.key)
+                .write(to: path, atomically: true, encoding: .utf8)
+            rows.append(try run(name: "POST /api/conversations/{id}/turns over \(conversations) conversations (durable, in order per conversation)", url: base, script: path.path, server: serverProcess))
         }
 
         let delivered = try await client.deliveredCount(targets.prefix(50).map { $0.first?.0 ?? "" })
