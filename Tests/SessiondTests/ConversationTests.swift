@@ -73,6 +73,38 @@ struct ConversationTests {
         }
     }
 
+    @Test("turns sent all at once apply strictly in order: out-of-order ones are refused until their turn comes")
+    func orderUnderConcurrency() async throws {
+        try await withApp { client, _ in
+            let id = try await Self.open(client, "c-order")
+            var pending = Set(1...30)
+            var rounds = 0
+            while !pending.isEmpty, rounds < 100 {
+                rounds += 1
+                let applied = try await withThrowingTaskGroup(of: (Int, UInt).self) { group in
+                    for turn in pending {
+                        group.addTask {
+                            let response = try await client.send(
+                                .post, "/api/conversations/\(id)/turns", json: body(["turn_id": .int(Int64(turn)), "messages": [["role": "user", "content": .string("m\(turn)")]]]))
+                            return (turn, UInt(response.status.code))
+                        }
+                    }
+                    var applied: [Int] = []
+                    for try await (turn, status) in group {
+                        #expect(status == 200 || status == 409)
+                        if status == 200 { applied.append(turn) }
+                    }
+                    return applied
+                }
+                pending.subtract(applied)
+            }
+            #expect(pending.isEmpty)
+            let messages = try await client.json(.get, "/api/conversations/\(id)/messages?limit=100")["items"]!.array
+            #expect(messages.map { $0["content"]!.string! } == (1...30).map { "m\($0)" })
+            #expect(messages.map { $0["seq"]!.int! } == Array(1...30))
+        }
+    }
+
     @Test("consent gates the profile and leaving greeting; transitions outside the pinned ones are 409; figures are computed on read")
     func consentAndScoring() async throws {
         try await withApp { client, _ in
