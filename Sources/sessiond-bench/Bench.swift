@@ -321,87 +321,83 @@ struct Bench: AsyncParsableCommand {
         return kilobytes / 1024
     }
 
-    /// A wrk script that sends each delivery once: thread n takes lines n, n + threads, … of a data
-    /// file (a Lua table literal this big exceeds Lua's constant limit).
+    /// The part every POST workload's wrk script shares: each thread numbers itself, takes lines n,
+    /// n + threads, … of a data file (a Lua table literal this big exceeds Lua's constant limit),
+    /// handing each to `keep` (Lua that stores `line`), and sends JSON with the key.
+    static func postScript(dataPath: String, threads: Int, key: String?, tables: [String], keep: String, request: String) -> String {
+        """
+        local counter = 0
+        function setup(thread)
+          thread:set("id", counter)
+          counter = counter + 1
+        end
+        function init(args)
+        \(tables.map { "  \($0) = {}" }.joined(separator: "\n"))
+          local n = 0
+          for line in io.lines("\(dataPath)") do
+            if n % \(threads) == id then
+              \(keep)
+            end
+            n = n + 1
+          end
+          index = 1
+          wrk.method = "POST"
+          wrk.headers["Content-Type"] = "application/json"
+          wrk.headers["Authorization"] = "Bearer \(key ?? "")"
+        end
+        \(request)
+        """
+    }
+
+    /// A wrk script that sends each delivery once.
     static func deliveryScript(_ deliveries: [(String, String, String)], threads: Int, dataPath: String, key: String?) throws -> String {
         var lines = ""
         for (session, package, deliverer) in deliveries {
             lines += "/api/sessions/\(session)/delivery/complete\t{\"package_id\":\"\(package)\",\"deliverer_id\":\"\(deliverer)\"}\n"
         }
         try lines.write(toFile: dataPath, atomically: true, encoding: .utf8)
-        return """
-            local counter = 0
-            function setup(thread)
-              thread:set("id", counter)
-              counter = counter + 1
-            end
-            function init(args)
-              paths = {}
-              bodies = {}
-              local n = 0
-              for line in io.lines("\(dataPath)") do
-                if n % \(threads) == id then
-                  local tab = string.find(line, "\\t")
-                  table.insert(paths, string.sub(line, 1, tab - 1))
-                  table.insert(bodies, string.sub(line, tab + 1))
+        return postScript(
+            dataPath: dataPath, threads: threads, key: key, tables: ["paths", "bodies"],
+            keep: """
+                local tab = string.find(line, "\\t")
+                      table.insert(paths, string.sub(line, 1, tab - 1))
+                      table.insert(bodies, string.sub(line, tab + 1))
+                """,
+            request: """
+                function request()
+                  local i = index
+                  index = index + 1
+                  if index > #paths then index = 1 end
+                  return wrk.format(nil, paths[i], nil, bodies[i])
                 end
-                n = n + 1
-              end
-              index = 1
-              wrk.method = "POST"
-              wrk.headers["Content-Type"] = "application/json"
-              wrk.headers["Authorization"] = "Bearer \(key ?? "")"
-            end
-            function request()
-              local i = index
-              index = index + 1
-              if index > #paths then index = 1 end
-              return wrk.format(nil, paths[i], nil, bodies[i])
-            end
-            """
+                """)
     }
 
-    /// A wrk script that sends turn 1, 2, 3… of each conversation in turn (thread n takes lines
-    /// n, n + threads, … of the id file), each with one user message.
+    /// A wrk script that sends turn 1, 2, 3… of each conversation in turn, each with one user message.
     static func turnScript(_ ids: [String], threads: Int, dataPath: String, key: String?) throws -> String {
         try (ids.joined(separator: "\n") + "\n").write(toFile: dataPath, atomically: true, encoding: .utf8)
-        return """
-            local counter = 0
-            function setup(thread)
-              thread:set("id", counter)
-              counter = counter + 1
-            end
-            function init(args)
-              ids = {}
-              turns = {}
-              local n = 0
-              for line in io.lines("\(dataPath)") do
-                if n % \(threads) == id then
-                  table.insert(ids, line)
-                  table.insert(turns, 0)
+        return postScript(
+            dataPath: dataPath, threads: threads, key: key, tables: ["ids", "turns"],
+            keep: """
+                table.insert(ids, line)
+                      table.insert(turns, 0)
+                """,
+            request: """
+                function request()
+                  -- wrk builds one request per thread that it may never send: that one must not
+                  -- use up a turn number (the conversation would then see turn n+1 before n).
+                  if not primed then
+                    primed = true
+                    return wrk.format("GET", "/health")
+                  end
+                  local i = index
+                  index = index + 1
+                  if index > #ids then index = 1 end
+                  turns[i] = turns[i] + 1
+                  local body = '{"turn_id":' .. turns[i] .. ',"messages":[{"role":"user","content":"mensagem ' .. turns[i] .. '"}]}'
+                  return wrk.format(nil, "/api/conversations/" .. ids[i] .. "/turns", nil, body)
                 end
-                n = n + 1
-              end
-              index = 1
-              wrk.method = "POST"
-              wrk.headers["Content-Type"] = "application/json"
-              wrk.headers["Authorization"] = "Bearer \(key ?? "")"
-            end
-            function request()
-              -- wrk builds one request per thread that it may never send: that one must not
-              -- use up a turn number (the conversation would then see turn n+1 before n).
-              if not primed then
-                primed = true
-                return wrk.format("GET", "/health")
-              end
-              local i = index
-              index = index + 1
-              if index > #ids then index = 1 end
-              turns[i] = turns[i] + 1
-              local body = '{"turn_id":' .. turns[i] .. ',"messages":[{"role":"user","content":"mensagem ' .. turns[i] .. '"}]}'
-              return wrk.format(nil, "/api/conversations/" .. ids[i] .. "/turns", nil, body)
-            end
-            """
+                """)
     }
 
     static func report(rows: [Row], database: String, settings: String) -> String {
