@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
     ],
     targets: [
         // The thin executable: argument parsing, then `buildApplication`.
@@ -56,6 +58,7 @@ let package = Package(
                 "Events",
                 "Webhooks",
                 "Conversations",
+                "Scanning",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -144,6 +147,32 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Scanning: barcodes read from label photos (ZBar, zxing-cpp, Tesseract OCR of the digits,
+        // matching against the session's barcodes). Its C libraries come from Debian.
+        .target(
+            name: "Scanning",
+            dependencies: [
+                "Kernel",
+                "CZBar",
+                "CTesseract",
+                "CTurboJPEG",
+                "CPNG",
+                "ZXingShim",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
+            ],
+            swiftSettings: strict
+        ),
+        .systemLibrary(name: "CZBar", pkgConfig: "zbar", providers: [.apt(["libzbar-dev"])]),
+        .systemLibrary(name: "CTesseract", pkgConfig: "tesseract", providers: [.apt(["libtesseract-dev", "tesseract-ocr-eng"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZXing", pkgConfig: "zxing", providers: [.apt(["libzxing-dev"])]),
+        // zxing-cpp 1.4 (Debian 12) is C++ only: a few lines of C face on it.
+        .target(name: "ZXingShim", dependencies: ["CZXing"], cxxSettings: [.define("ZX_USE_UTF8")]),
         .testTarget(
             name: "SessiondTests",
             dependencies: [
@@ -154,6 +183,7 @@ let package = Package(
                 "Events",
                 "Webhooks",
                 "Conversations",
+                "Scanning",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -161,5 +191,6 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-    ]
+    ],
+    cxxLanguageStandard: .cxx17
 )

@@ -96,11 +96,14 @@ public struct DeliveryService: Sendable {
         public var session: DeliverySession
     }
 
+    /// Marks a package picked up, delivered or failed. `alongside` statements commit in the same
+    /// transaction (a scan attempt that caused the mark).
     public func mark(
-        _ sessionID: String, _ mark: DeliveryMark, _ reference: PackageReference, delivererID: String, reason: String?, caller: Caller
+        _ sessionID: String, _ mark: DeliveryMark, _ reference: PackageReference, delivererID: String, reason: String?, caller: Caller,
+        alongside: @escaping @Sendable (MarkOutcome) -> [SQLStatement] = { _ in [] }
     ) async throws -> MarkOutcome {
         let clock = clock
-        return try await store.update(sessionID, { aggregate in
+        return try await store.update(sessionID, alongside: alongside, { aggregate in
             try aggregate.authorize(caller, .mark(delivererID: delivererID))
             return try aggregate.mark(mark, reference, by: delivererID, reason: reason, at: clock.now(), actor: caller.id)
         }, output: { package, aggregate in

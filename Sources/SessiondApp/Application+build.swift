@@ -6,13 +6,14 @@ import Foundation
 import Hummingbird
 import Kernel
 import Logging
+import Scanning
 import ServiceLifecycle
 import Webhooks
 
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
 public let allMigrations: [Migration] =
     IdempotencyStore.migrations + EventLog.migrations + DeliveryService.migrations + AccessService.migrations + WebhookService.migrations
-    + ConversationService.migrations
+    + ConversationService.migrations + ScanService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
 /// Application out. It opens the database (SQLite opens its file here; PostgreSQL's pool connects
@@ -53,7 +54,13 @@ public func buildApplication(
             if let id = event.sessionID, let version = event.version { conversations.store.invalidate(id, below: version) }
         }
     }
-    let eventTypes = DeliveryEvents.types + AccessService.eventTypes + WebhookEvents.types + ConversationEvents.types
+    let scanning = ScanService(
+        storage: storage,
+        pipeline: ScanPipeline(
+            decoder: ImageDecoder(maxPixels: configuration.scanning.maxPixels), ocr: DigitsOCR.shared(dataPath: configuration.scanning.tessdata),
+            timeBudget: configuration.scanning.timeBudget),
+        targets: DeliveryScanTargets(delivery: delivery), clock: clock, ids: ids, didCommitEvents: feed.wake)
+    let eventTypes = DeliveryEvents.types + ScanService.eventTypes + AccessService.eventTypes + WebhookEvents.types + ConversationEvents.types
     let webhooks = try WebhookService(
         storage: storage, clock: clock, ids: ids, configuration: configuration.webhooks, knownTypes: eventTypes.map(\.type), logger: logger,
         didCommitEvents: feed.wake)
@@ -79,6 +86,7 @@ public func buildApplication(
     }.register(on: router, routes: routes)
     WebhookRoutes(service: webhooks).register(on: router, routes: routes)
     ConversationRoutes(service: conversations).register(on: router, routes: routes)
+    ScanRoutes(service: scanning, maxImageBytes: configuration.scanning.maxImageBytes).register(on: router, routes: routes)
 
     var app = Application(
         router: router,

@@ -36,6 +36,8 @@ public struct ServerConfiguration: Sendable {
     public var conversationSweep: Duration = .seconds(30)
     /// Webhook deliveries: retries, timeout, SSRF guard, workers, the key that seals secrets.
     public var webhooks = WebhookConfiguration()
+    /// Label photos: the largest taken, in bytes and in pixels, and the time one may take.
+    public var scanning = ScanningConfiguration()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host
@@ -108,8 +110,26 @@ public struct ServerConfiguration: Sendable {
         }
         configuration.access = access(environment, &problems)
         configuration.webhooks = webhooks(environment, &problems)
+        configuration.scanning = scanning(environment, &problems)
         if !problems.isEmpty { throw ConfigurationError(problems) }
         return configuration
+    }
+
+    /// `SCAN_MAX_BYTES`, `SCAN_MAX_PIXELS`, `SCAN_TIME_BUDGET` (a duration), `SCAN_TESSDATA` (a directory).
+    static func scanning(_ environment: [String: String], _ problems: inout [String]) -> ScanningConfiguration {
+        var scanning = ScanningConfiguration()
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 } }
+        if let text = value("SCAN_MAX_BYTES") {
+            if let bytes = Int(text), (1024...(100 << 20)).contains(bytes) { scanning.maxImageBytes = bytes } else { problems.append("SCAN_MAX_BYTES: \(text) is not a number of bytes from 1024 to 104857600") }
+        }
+        if let text = value("SCAN_MAX_PIXELS") {
+            if let pixels = Int(text), (10_000...200_000_000).contains(pixels) { scanning.maxPixels = pixels } else { problems.append("SCAN_MAX_PIXELS: \(text) is not a number from 10000 to 200000000") }
+        }
+        if let text = value("SCAN_TIME_BUDGET") {
+            if let seconds = duration(text), (1...60).contains(seconds) { scanning.timeBudget = .seconds(seconds) } else { problems.append("SCAN_TIME_BUDGET: \(text) is not a duration from 1 s to 60 s") }
+        }
+        scanning.tessdata = value("SCAN_TESSDATA")
+        return scanning
     }
 
     /// `WEBHOOK_RETRY_SCHEDULE` (seconds, comma-separated), `WEBHOOK_TIMEOUT`, `WEBHOOK_ALLOW_PRIVATE`,
@@ -198,4 +218,18 @@ public struct ServerConfiguration: Sendable {
         }
         return access
     }
+}
+
+/// Label photos (`SCAN_*`).
+public struct ScanningConfiguration: Sendable {
+    /// The largest photo, in bytes (413 above it). 10 MB.
+    public var maxImageBytes = 10 * 1024 * 1024
+    /// The most pixels a photo may have, as its header states (422 above it).
+    public var maxPixels = 40_000_000
+    /// The time one photo may take; steps left when it runs out are skipped.
+    public var timeBudget: Duration = .seconds(4)
+    /// Where Tesseract's `eng.traineddata` is (nil: Tesseract's own default, Debian's package).
+    public var tessdata: String?
+
+    public init() {}
 }

@@ -1,0 +1,209 @@
+import Foundation
+import NIOPosix
+import Synchronization
+
+/// One step of a scan as the attempt records it: what ran on which version of the image, how
+/// long it took and what it read.
+public struct ScanStep: Sendable, Equatable, Codable {
+    /// `decode`, `zbar`, `zxing`, `ocr`.
+    public var step: String
+    /// The image it ran on: `original`, `contrast`, `crop`, `crop-binarized`, `upscaled`, `text-below`, …
+    public var variant: String
+    public var elapsedMS: Double
+    /// What it read (barcode texts, or the OCR line), empty when nothing.
+    public var result: [String]
+
+    enum CodingKeys: String, CodingKey { case step, variant, elapsedMS = "elapsed_ms", result }
+}
+
+/// What one photo gave: the verdict and how it was reached.
+public struct ScanReport: Sendable {
+    public var verdict: ScanJudge.Verdict
+    public var steps: [ScanStep]
+    public var width: Int
+    public var height: Int
+    public var elapsedMS: Double
+    /// True when the time budget ran out before every step had run.
+    public var timedOut: Bool
+}
+
+/// The scanning pipeline: decode the photo, try the decoders on the image and on prepared
+/// versions of it (contrast, a crop around the bars, binarised, enlarged), then OCR the printed
+/// line, then judge everything against the session's barcodes. It stops at the first step that
+/// settles the answer, and within `timeBudget` (checked between steps; one step is bounded by the
+/// working size of the image). Runs on its own threads, never on the server's.
+public final class ScanPipeline: Sendable {
+    public let decoder: ImageDecoder
+    public let ocr: DigitsOCR
+    public let judge: ScanJudge
+    public let timeBudget: Duration
+    /// Scans waiting or running at most; more are refused (`ScanError.busy`) rather than queued without end.
+    public let maxPending: Int
+    private let pending = Atomic<Int>(0)
+    /// The longer side the decoders work at.
+    static let workingSide = 1600
+
+    /// CPU-bound work has threads of its own (one per core), shared by every pipeline in the process.
+    static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: max(1, ProcessInfo.processInfo.activeProcessorCount))
+        pool.start()
+        return pool
+    }()
+
+    public init(decoder: ImageDecoder = ImageDecoder(), ocr: DigitsOCR, judge: ScanJudge = ScanJudge(), timeBudget: Duration = .seconds(4), maxPending: Int = 64) {
+        self.decoder = decoder
+        self.ocr = ocr
+        self.judge = judge
+        self.timeBudget = timeBudget
+        self.maxPending = maxPending
+    }
+
+    /// Scans `bytes` (a JPEG or PNG) for one of `known` barcodes or any other.
+    public func scan(_ bytes: [UInt8], known: [String]) async throws -> ScanReport {
+        guard pending.add(1, ordering: .relaxed).newValue <= maxPending else {
+            pending.subtract(1, ordering: .relaxed)
+            throw ScanError.busy
+        }
+        defer { pending.subtract(1, ordering: .relaxed) }
+        let result: Result<ScanReport, ScanError> = try await Self.threads.runIfActive { [self] in
+            do throws(ScanError) {
+                return .success(try self.scanNow(bytes, known: known))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// The whole pipeline on the calling thread.
+    public func scanNow(_ bytes: [UInt8], known: [String]) throws(ScanError) -> ScanReport {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let deadline = started + timeBudget
+        var steps: [ScanStep] = []
+        func timed<T, Failure: Error>(_ step: String, _ variant: String, _ body: () throws(Failure) -> T, describe: (T) -> [String]) throws(Failure) -> T {
+            let start = clock.now
+            let value = try body()
+            steps.append(ScanStep(step: step, variant: variant, elapsedMS: Self.milliseconds(clock.now - start), result: describe(value)))
+            return value
+        }
+        let image = try timed("decode", "original", { () throws(ScanError) in try decoder.decode(bytes) }, describe: { ["\($0.width)x\($0.height)"] })
+        var reads: [DecodedBarcode] = []
+        var lines: [OCRLine] = []
+        var timedOut = false
+        func inTime() -> Bool {
+            if clock.now < deadline { return true }
+            timedOut = true
+            return false
+        }
+        /// Both decoders on `variant`; true when either read something.
+        func decode(_ variant: String, _ picture: GrayImage, tryHarder: Bool) -> Bool {
+            let zbar = timed("zbar", variant, { ZBarReader.read(picture) }, describe: { $0.map(\.text) })
+            let zxing = timed("zxing", variant, { ZXingReader.read(picture, tryHarder: tryHarder) }, describe: { $0.map(\.text) })
+            reads += zbar + zxing
+            return !(zbar.isEmpty && zxing.isEmpty)
+        }
+        func report() -> ScanReport {
+            let verdict = judge.judge(reads: reads, lines: lines, known: known)
+            return ScanReport(
+                verdict: verdict, steps: steps, width: image.width, height: image.height, elapsedMS: Self.milliseconds(clock.now - started),
+                timedOut: timedOut && !verdict.found)
+        }
+
+        let base = image.fitting(longSide: Self.workingSide)
+        if decode("original", base, tryHarder: false) { return report() }
+        if inTime(), decode("contrast", base.contrastStretched(), tryHarder: true) { return report() }
+        let region = BarRegion.find(in: base)
+        // Around the bars, made upright and at least 900 pixels wide.
+        var upright: (image: GrayImage, bars: PixelRect)?
+        if let region { upright = Self.uprightCrop(base, region) }
+        if let crop = upright?.image, inTime() {
+            if decode("crop", crop, tryHarder: true) { return report() }
+            if inTime(), decode("crop-binarized", crop.adaptivelyBinarized(radius: max(8, crop.height / 10)), tryHarder: true) { return report() }
+        }
+        if max(base.width, base.height) < 900, inTime(), decode("upscaled", base.scaled(by: 2), tryHarder: true) { return report() }
+
+        // The printed line: below the bars, or above them when the label is upside down.
+        guard ocr.available else { return report() }
+        func read(_ variant: String, _ strip: GrayImage?, sparse: Bool = false) -> Bool {
+            guard let strip, inTime() else { return false }
+            let line = timed("ocr", variant, { ocr.readLine(strip, sparse: sparse) }, describe: { $0.map { [$0.text] } ?? [] })
+            guard let line else { return false }
+            lines += line.text.split(whereSeparator: \.isNewline).map { OCRLine(text: String($0), confidence: line.confidence) }
+            return judge.judge(reads: [], lines: lines, known: known).found
+        }
+        if let (crop, bars) = upright {
+            for (variant, strip) in Self.textStrips(crop, bars: bars) where read(variant, strip) { return report() }
+        } else {
+            _ = read("whole-sparse", Self.forOCR(base.fitting(longSide: 1400), targetHeight: nil), sparse: true)
+        }
+        return report()
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return (Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded(toPlaces: 2)
+    }
+
+    /// The region and its surroundings (room for the printed line) cut out, turned so the bars
+    /// stand upright, enlarged to at least 900 pixels across; with the bars' box inside it.
+    static func uprightCrop(_ image: GrayImage, _ region: BarRegion) -> (image: GrayImage, bars: PixelRect)? {
+        let rect = region.rect
+        let area = region.upright
+            ? rect.inset(dx: rect.width / 8, dy: rect.height * 3 / 4)
+            : rect.inset(dx: rect.width * 3 / 4, dy: rect.height / 8)
+        let origin = (x: max(0, area.x), y: max(0, area.y))
+        guard var crop = image.cropped(area) else { return nil }
+        var bars = PixelRect(x: rect.x - origin.x, y: rect.y - origin.y, width: rect.width, height: rect.height)
+        if !region.upright {
+            // A quarter turn clockwise takes (x, y) to (H − 1 − y, x).
+            bars = PixelRect(x: crop.height - bars.y - bars.height, y: bars.x, width: bars.height, height: bars.width)
+            crop = crop.rotatedQuarter()
+        }
+        if crop.width < 900 {
+            let factor = min(3, 900 / Double(crop.width))
+            crop = crop.scaled(by: factor)
+            bars = PixelRect(
+                x: Int(Double(bars.x) * factor), y: Int(Double(bars.y) * factor), width: Int(Double(bars.width) * factor),
+                height: Int(Double(bars.height) * factor))
+        }
+        return (crop, bars)
+    }
+
+    /// Where the human-readable line may be, prepared for Tesseract: a tight and a loose strip
+    /// under the bars, then the same above them turned upside down.
+    static func textStrips(_ crop: GrayImage, bars: PixelRect) -> [(String, GrayImage?)] {
+        let x = bars.x - bars.width / 10, width = bars.width + bars.width / 5
+        func strip(top: Int, height: Int) -> GrayImage? { crop.cropped(PixelRect(x: x, y: top, width: width, height: height)) }
+        let below = bars.y + bars.height
+        return [
+            ("text-below", strip(top: below - bars.height / 12, height: bars.height * 3 / 10).map { forOCR($0, targetHeight: 90) }),
+            ("text-below-wide", strip(top: below - bars.height / 12, height: bars.height / 2).map { forOCR($0, targetHeight: 140) }),
+            ("text-below-binarized", strip(top: below - bars.height / 12, height: bars.height * 3 / 10).map { forOCR($0.binarized(), targetHeight: 90) }),
+            ("text-above", strip(top: bars.y - bars.height * 3 / 10 + bars.height / 12, height: bars.height * 3 / 10).map { forOCR($0.oriented(3), targetHeight: 90) }),
+        ]
+    }
+
+    /// Contrast stretched, scaled to `targetHeight` (characters of 30–60 pixels suit Tesseract)
+    /// and framed in white.
+    static func forOCR(_ image: GrayImage, targetHeight: Int?) -> GrayImage {
+        var prepared = image.contrastStretched()
+        if let targetHeight {
+            prepared = prepared.scaled(by: min(4, Double(targetHeight) / Double(prepared.height)))
+        }
+        let margin = 16
+        var framed = GrayImage(width: prepared.width + 2 * margin, height: prepared.height + 2 * margin)
+        for y in 0..<prepared.height {
+            let row = (y + margin) * framed.width + margin
+            framed.pixels.replaceSubrange(row..<(row + prepared.width), with: prepared.pixels[(y * prepared.width)..<((y + 1) * prepared.width)])
+        }
+        return framed
+    }
+}
+
+extension Double {
+    func rounded(toPlaces places: Int) -> Double {
+        let factor = pow(10, Double(places))
+        return (self * factor).rounded() / factor
+    }
+}
