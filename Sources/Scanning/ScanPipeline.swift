@@ -39,6 +39,8 @@ public final class ScanPipeline: Sendable {
     public let timeBudget: Duration
     /// Scans waiting or running at most; more are refused (`ScanError.busy`) rather than queued without end.
     public let maxPending: Int
+    /// Whether zxing-cpp runs beside ZBar.
+    public let useZXing: Bool
     private let pending = Atomic<Int>(0)
     /// The longer side the decoders work at.
     static let workingSide = 1600
@@ -50,7 +52,8 @@ public final class ScanPipeline: Sendable {
         return pool
     }()
 
-    public init(decoder: ImageDecoder = ImageDecoder(), ocr: DigitsOCR, judge: ScanJudge = ScanJudge(), timeBudget: Duration = .seconds(4), maxPending: Int = 64) {
+    public init(decoder: ImageDecoder = ImageDecoder(), ocr: DigitsOCR, judge: ScanJudge = ScanJudge(), timeBudget: Duration = .seconds(4), maxPending: Int = 64, useZXing: Bool = true) {
+        self.useZXing = useZXing
         self.decoder = decoder
         self.ocr = ocr
         self.judge = judge
@@ -99,7 +102,7 @@ public final class ScanPipeline: Sendable {
         /// Both decoders on `variant`; true when either read something.
         func decode(_ variant: String, _ picture: GrayImage, tryHarder: Bool) -> Bool {
             let zbar = timed("zbar", variant, { ZBarReader.read(picture) }, describe: { $0.map(\.text) })
-            let zxing = timed("zxing", variant, { ZXingReader.read(picture, tryHarder: tryHarder) }, describe: { $0.map(\.text) })
+            let zxing = useZXing ? timed("zxing", variant, { ZXingReader.read(picture, tryHarder: tryHarder) }, describe: { $0.map(\.text) }) : []
             reads += zbar + zxing
             return !(zbar.isEmpty && zxing.isEmpty)
         }
@@ -135,7 +138,7 @@ public final class ScanPipeline: Sendable {
         if let (crop, bars) = upright {
             for (variant, strip) in Self.textStrips(crop, bars: bars) where read(variant, strip) { return report() }
         } else {
-            _ = read("whole-sparse", Self.forOCR(base.fitting(longSide: 1400), targetHeight: nil), sparse: true)
+            _ = read("whole-sparse", Self.forOCR(base.fitting(longSide: 1400).contrastStretched(), targetHeight: nil), sparse: true)
         }
         return report()
     }
@@ -170,28 +173,98 @@ public final class ScanPipeline: Sendable {
         return (crop, bars)
     }
 
-    /// Where the human-readable line may be, prepared for Tesseract: a tight and a loose strip
-    /// under the bars, then the same above them turned upside down.
+    /// Where the human-readable line may be, prepared for Tesseract: the line found under the
+    /// bars (rows where the bars stop repeating, then ink again), a loose strip under them, and
+    /// the same on the image turned upside down (the line above the bars).
     static func textStrips(_ crop: GrayImage, bars: PixelRect) -> [(String, GrayImage?)] {
-        let x = bars.x - bars.width / 10, width = bars.width + bars.width / 5
-        func strip(top: Int, height: Int) -> GrayImage? { crop.cropped(PixelRect(x: x, y: top, width: width, height: height)) }
-        let below = bars.y + bars.height
+        let turned = crop.oriented(3)
+        let turnedBars = PixelRect(x: crop.width - bars.x - bars.width, y: crop.height - bars.y - bars.height, width: bars.width, height: bars.height)
+        func loose(_ image: GrayImage, _ bars: PixelRect) -> GrayImage? {
+            image.cropped(PixelRect(x: bars.x - bars.width / 8, y: bars.y + bars.height - bars.height / 12, width: bars.width * 5 / 4, height: bars.height * 3 / 10))
+        }
+        let line = lineBelow(crop, bars: bars).flatMap { lineImage(crop, $0) }
         return [
-            ("text-below", strip(top: below - bars.height / 12, height: bars.height * 3 / 10).map { forOCR($0, targetHeight: 90) }),
-            ("text-below-wide", strip(top: below - bars.height / 12, height: bars.height / 2).map { forOCR($0, targetHeight: 140) }),
-            ("text-below-binarized", strip(top: below - bars.height / 12, height: bars.height * 3 / 10).map { forOCR($0.binarized(), targetHeight: 90) }),
-            ("text-above", strip(top: bars.y - bars.height * 3 / 10 + bars.height / 12, height: bars.height * 3 / 10).map { forOCR($0.oriented(3), targetHeight: 90) }),
+            ("text-below", line.map { forOCR($0, targetHeight: 26).smoothed() }),
+            ("text-below-binarized", line.map { forOCR($0.binarized(), targetHeight: 32).smoothed() }),
+            ("text-above", lineBelow(turned, bars: turnedBars).flatMap { lineImage(turned, $0) }.map { forOCR($0, targetHeight: 26).smoothed() }),
+            ("text-below-loose", loose(crop, bars).map { forOCR($0.contrastStretched(), targetHeight: 60) }),
         ]
     }
 
-    /// Contrast stretched, scaled to `targetHeight` (characters of 30–60 pixels suit Tesseract)
-    /// and framed in white.
+    /// The rows of the printed line, contrast stretched, with what runs into it from above
+    /// whitened: guard bars (EAN, UPC) that reach down beside the digits, the label's edge, the
+    /// table beside it. Characters start below the gap under the bars; those do not.
+    static func lineImage(_ image: GrayImage, _ rect: PixelRect) -> GrayImage? {
+        guard var line = image.cropped(rect) else { return nil }
+        let threshold = image.otsuThreshold()
+        let (x0, y0) = (max(0, rect.x), max(0, rect.y))
+        let above = y0 - 2
+        guard above >= 0 else { return line.contrastStretched() }
+        for x in 0..<line.width where image[x0 + x, above] <= threshold {
+            for y in 0..<line.height {
+                guard line.pixels[y * line.width + x] <= threshold else { break }
+                line.pixels[y * line.width + x] = 255
+            }
+        }
+        return line.contrastStretched()
+    }
+
+    /// The printed line under the bars: going down from inside the bars, the rows that repeat the
+    /// bars' pattern, then blank rows, then the rows with ink until blank again.
+    static func lineBelow(_ image: GrayImage, bars: PixelRect) -> PixelRect? {
+        let x0 = max(0, bars.x), x1 = min(image.width, bars.x + bars.width)
+        guard x1 - x0 >= 16 else { return nil }
+        let threshold = Int(image.otsuThreshold())
+        func dark(_ y: Int) -> [Bool] { (x0..<x1).map { Int(image.pixels[y * image.width + $0]) <= threshold } }
+        let referenceY = min(image.height - 1, max(0, bars.y + bars.height * 3 / 4))
+        let reference = dark(referenceY)
+        // Ink is counted between the bars only: guard bars that run down beside the digits
+        // (EAN, UPC) are not the printed line.
+        let between = reference.indices.filter { !reference[$0] }
+        guard between.count >= 8 else { return nil }
+        func inked(_ row: [Bool]) -> Double { Double(between.filter { row[$0] }.count) / Double(between.count) }
+        var y = referenceY
+        while y + 1 < image.height {
+            let row = dark(y + 1)
+            let same = zip(row, reference).filter { $0 == $1 }.count
+            if Double(same) / Double(row.count) < 0.8 { break }
+            y += 1
+        }
+        // Below the bars: runs of rows with ink, split by blank rows; the line is the first run
+        // tall enough for characters and not solid (a bearer bar, the label's edge).
+        let limit = min(image.height, y + bars.height * 3 / 4)
+        let barsEnd = y
+        var runs: [(top: Int, bottom: Int, ink: Double)] = []
+        while y < limit {
+            let ink = inked(dark(y))
+            if ink >= 0.005 {
+                if let last = runs.last, last.bottom == y {
+                    runs[runs.count - 1] = (last.top, y + 1, last.ink + ink)
+                } else {
+                    runs.append((y, y + 1, ink))
+                }
+            }
+            y += 1
+        }
+        // A run that touches the bars is their end (ITF's bearer bar, blurred bar ends), not the line.
+        guard let run = runs.first(where: {
+            $0.top > barsEnd + 1 && $0.bottom - $0.top >= 6 && $0.bottom - $0.top <= bars.height / 2 && $0.ink / Double($0.bottom - $0.top) <= 0.6
+        })
+        else { return nil }
+        let (top, height) = (run.top, run.bottom - run.top)
+        // Exactly the line's rows (one more each side): the bars' ends above it stay out; the
+        // margins Tesseract wants are added in white by `forOCR`.
+        return PixelRect(x: bars.x - bars.width * 3 / 20, y: top - 1, width: bars.width * 13 / 10, height: height + 2)
+    }
+
+    /// Scaled to `targetHeight` (characters of about 26 pixels suit Tesseract best on these
+    /// labels, measured on the corpus) and framed in white.
     static func forOCR(_ image: GrayImage, targetHeight: Int?) -> GrayImage {
-        var prepared = image.contrastStretched()
+        var prepared = image
         if let targetHeight {
             prepared = prepared.scaled(by: min(4, Double(targetHeight) / Double(prepared.height)))
         }
-        let margin = 16
+        let margin = max(10, prepared.height / 2)
         var framed = GrayImage(width: prepared.width + 2 * margin, height: prepared.height + 2 * margin)
         for y in 0..<prepared.height {
             let row = (y + margin) * framed.width + margin

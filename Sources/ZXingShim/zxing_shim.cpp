@@ -16,7 +16,9 @@ extern "C" int zxs_read_gray(const uint8_t *pixels, int width, int height, int s
         hints.setTryHarder(try_harder != 0);
         hints.setTryRotate(try_harder != 0);
         hints.setTryDownscale(true);
-        hints.setMaxNumberOfSymbols(static_cast<uint8_t>(capacity > 255 ? 255 : capacity));
+        // One symbol: with more, zxing-cpp 1.4 compares results with an assertion that Debian's
+        // build keeps and some linear codes fail (upstream issue 740), which would abort the process.
+        hints.setMaxNumberOfSymbols(1);
         auto results = ZXing::ReadBarcodes(image, hints);
         int count = 0;
         for (const auto &result : results) {

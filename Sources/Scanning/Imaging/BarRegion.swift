@@ -31,8 +31,8 @@ public struct BarRegion: Sendable, Equatable {
         }
         let uprightScore = zip(across, along).map { max(0, $0 - 2 * $1) }
         let sideScore = zip(across, along).map { max(0, $1 - 2 * $0) }
-        let upright = largestComponent(uprightScore, columns: columns, rows: rows)
-        let side = largestComponent(sideScore, columns: columns, rows: rows)
+        let upright = merged(components(uprightScore, columns: columns, rows: rows), upright: true)
+        let side = merged(components(sideScore, columns: columns, rows: rows), upright: false)
         guard let best = [upright.map { ($0, true) }, side.map { ($0, false) }].compactMap({ $0 }).max(by: { $0.0.cells < $1.0.cells }) else {
             return nil
         }
@@ -45,13 +45,35 @@ public struct BarRegion: Sendable, Equatable {
 
     struct Component { var cells: Int; var minX: Int; var minY: Int; var maxX: Int; var maxY: Int }
 
-    /// The largest 8-connected group of cells scoring at least a third of the best cell (and
-    /// clearly above flat paper); at least 4 cells.
-    static func largestComponent(_ score: [Int], columns: Int, rows: Int) -> Component? {
-        guard let top = score.max(), top > 8 * 8 * 24 else { return nil }
+    /// The largest component, grown by the others in line with it: bars split by a sticker or a
+    /// glare spot are one code, and the printed line runs under all of it.
+    static func merged(_ components: [Component], upright: Bool) -> Component? {
+        guard var best = components.max(by: { $0.cells < $1.cells }) else { return nil }
+        for other in components where other.cells * 6 >= best.cells {
+            // In line: their spans across the bars overlap by half the smaller one; near: a gap of at most three times the longer one (a sticker
+            // can hide more of the bars than it leaves).
+            let (a0, a1, b0, b1) = upright ? (best.minY, best.maxY, other.minY, other.maxY) : (best.minX, best.maxX, other.minX, other.maxX)
+            let overlap = min(a1, b1) - max(a0, b0) + 1
+            let (c0, c1, d0, d1) = upright ? (best.minX, best.maxX, other.minX, other.maxX) : (best.minY, best.maxY, other.minY, other.maxY)
+            let gap = max(d0 - c1, c0 - d1)
+            if overlap * 2 >= min(a1 - a0 + 1, b1 - b0 + 1), gap <= 3 * max(c1 - c0 + 1, d1 - d0 + 1) {
+                best.cells += other.cells
+                best.minX = min(best.minX, other.minX)
+                best.maxX = max(best.maxX, other.maxX)
+                best.minY = min(best.minY, other.minY)
+                best.maxY = max(best.maxY, other.maxY)
+            }
+        }
+        return best
+    }
+
+    /// The 8-connected groups of cells scoring at least a third of the best cell (and clearly
+    /// above flat paper), of at least 4 cells each.
+    static func components(_ score: [Int], columns: Int, rows: Int) -> [Component] {
+        guard let top = score.max(), top > 8 * 8 * 24 else { return [] }
         let threshold = top / 3
         var seen = [Bool](repeating: false, count: score.count)
-        var best: Component?
+        var found: [Component] = []
         for start in score.indices where score[start] >= threshold && !seen[start] {
             var component = Component(cells: 0, minX: columns, minY: rows, maxX: 0, maxY: 0)
             var stack = [start]
@@ -75,8 +97,8 @@ public struct BarRegion: Sendable, Equatable {
                     }
                 }
             }
-            if component.cells >= 4, component.cells > (best?.cells ?? 0) { best = component }
+            if component.cells >= 4 { found.append(component) }
         }
-        return best
+        return found
     }
 }

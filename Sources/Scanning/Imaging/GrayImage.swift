@@ -161,6 +161,19 @@ public struct GrayImage: Sendable {
         return GrayImage(width: width, height: height, pixels: out)
     }
 
+    /// Each pixel the mean of its 3×3 neighbourhood: softens the steps of an enlarged pixel font.
+    public func smoothed() -> GrayImage {
+        var out = pixels
+        for y in 1..<max(1, height - 1) {
+            for x in 1..<max(1, width - 1) {
+                var sum = 0
+                for dy in -1...1 { for dx in -1...1 { sum += Int(pixels[(y + dy) * width + x + dx]) } }
+                out[y * width + x] = UInt8(sum / 9)
+            }
+        }
+        return GrayImage(width: width, height: height, pixels: out)
+    }
+
     func otsuThreshold() -> UInt8 {
         var histogram = [Int](repeating: 0, count: 256)
         for pixel in pixels { histogram[Int(pixel)] += 1 }

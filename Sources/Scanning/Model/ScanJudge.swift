@@ -44,6 +44,11 @@ public struct ScanJudge: Sendable {
     // MARK: decoders
 
     func judgeDecoded(_ reads: [DecodedBarcode], known: Set<String>) -> Verdict {
+        // ZBar reads an Interleaved 2 of 5 code crossed by a slanted scan line as a shorter code
+        // (the format has no length of its own): a read inside a longer read of the same format is that.
+        let reads = reads.filter { read in
+            !reads.contains { $0.symbology == read.symbology && $0.text.count > read.text.count && $0.text.contains(read.text) }
+        }
         // Group the reads by text (an EAN-13 with a leading zero is the same code as its UPC-A).
         var groups: [String: (symbology: Symbology, decoders: Set<String>, count: Int)] = [:]
         for read in reads {
@@ -103,46 +108,75 @@ public struct ScanJudge: Sendable {
         }
         var best: Verdict = .nothing
         var claims = Set<String>()
+        var nearness: [String: Nearness] = [:]
+        var readings: [String: Int] = [:]
         func consider(_ verdict: Verdict) {
             if let barcode = verdict.barcode { claims.insert(barcode) }
             if verdict.confidence > best.confidence { best = verdict }
         }
-        for line in lines {
-            let text = Self.normalized(line.text)
+        // How sure a line is: Tesseract's own confidence where it gives one (with a character
+        // whitelist, Tesseract 5.3 reports 0 for every word), and agreement: each other reading
+        // of the photo (another preparation of the line) that gives the same text adds to it.
+        let texts = lines.map { Self.normalized($0.text) }
+        var agreeing: [String: Int] = [:]
+        for text in texts where text.count >= 4 { agreeing[text, default: 0] += 1 }
+        for (line, text) in zip(lines, texts) {
+            let sureness = min(1, max(line.confidence, 0.6 + 0.2 * Double((agreeing[text] ?? 1) - 1)))
             guard text.count >= 4 else { continue }
             // 1. One of the session's barcodes, exactly, in the text.
             for barcode in known where barcode.count >= 6 && text.contains(barcode) {
                 // A code without a check digit one slip away from another of the session's could
-                // be that other one misread: less sure.
+                // be that other one misread: it takes two agreeing readings.
                 let twin = Symbology.selfChecking(barcode) == nil
-                    && known.contains { $0 != barcode && Self.semiGlobal(pattern: Array($0.utf8), in: Array(barcode.utf8)) <= 1 && $0.count == barcode.count }
-                let value = 0.75 + 0.24 * line.confidence - (twin ? 0.25 : 0)
+                    && known.contains { $0 != barcode && Self.semiGlobal(pattern: Array($0.utf8), in: Array(barcode.utf8)) <= 2 && $0.count == barcode.count }
+                let value = twin ? 0.4 + 0.3 * sureness : 0.75 + 0.24 * sureness
                 offer(barcode, value)
                 consider(Verdict(found: true, barcode: barcode, symbology: Symbology.selfChecking(barcode), method: "ocr", confidence: value, candidates: []))
             }
-            // 2. A complete code whose check digit holds (EAN/UPC/ITF-14/S10), known or not.
+            // 2. A complete code whose check digit holds (EAN-13, UPC-A, ITF-14, S10). One of the
+            // session's: sure. Another: a check digit catches every single slip but lets one in
+            // ten double slips through, so it takes two readings of the line that agree.
             for piece in Self.selfCheckingPieces(text) {
-                let value = knownSet.contains(piece.text) ? 0.75 + 0.24 * line.confidence : 0.55 + 0.3 * line.confidence
+                let value: Double
+                if knownSet.contains(piece.text) {
+                    value = 0.75 + 0.24 * sureness
+                } else {
+                    readings[piece.text, default: 0] += 1
+                    value = readings[piece.text]! >= 2 ? 0.6 + 0.3 * sureness : 0.4 + 0.15 * sureness
+                }
                 offer(piece.text, value)
-                consider(Verdict(found: true, barcode: piece.text, symbology: piece.symbology, method: "ocr", confidence: value, candidates: []))
+                if value >= threshold {
+                    consider(Verdict(found: true, barcode: piece.text, symbology: piece.symbology, method: "ocr", confidence: value, candidates: []))
+                }
             }
-            // 3. Near one of the session's barcodes: whole reads with a slip or two, or a long part.
-            let scored = known.map { barcode in (barcode, Self.distance(of: text, to: barcode)) }.sorted { $0.1 < $1.1 }
-            for (barcode, match) in scored.prefix(5) {
-                let similarity = 1 - Double(match.errors) / Double(max(barcode.count, 1))
-                offer(barcode, similarity * match.coverage * (0.4 + 0.4 * line.confidence))
+            // 3. Near one of the session's barcodes (scored below, over every line).
+            for barcode in known {
+                let match = Self.distance(of: text, to: barcode)
+                var entry = nearness[barcode] ?? Nearness()
+                if match < entry.best { (entry.best, entry.confidence) = (match, sureness) }
+                entry.total += min(match.errors, Self.errorCap)
+                nearness[barcode] = entry
             }
-            if let (barcode, match) = scored.first {
-                let runnerUp = scored.dropFirst().first?.1
-                let allowed = max(1, barcode.count / 8)
-                let clear = runnerUp.map { $0.errors >= match.errors + 2 || $0.coverage < match.coverage - 0.3 } ?? true
-                if match.errors <= allowed, match.coverage >= 0.6, clear, barcode.count >= 6 {
-                    let similarity = 1 - Double(match.errors) / Double(barcode.count)
-                    let value = similarity * match.coverage * (0.55 + 0.4 * line.confidence)
-                    if value >= threshold {
-                        offer(barcode, value)
-                        consider(Verdict(found: true, barcode: barcode, symbology: Symbology.selfChecking(barcode), method: "match", confidence: value, candidates: []))
-                    }
+        }
+        // The nearest of the session's barcodes wins if its best line is within a slip or two, it
+        // covers most of the code, and every other barcode is clearly farther: a full edit on the
+        // best lines and one and a half over all the lines together.
+        let near = nearness.sorted { ($0.value.best, $0.value.total, $0.key) < ($1.value.best, $1.value.total, $1.key) }
+        for (barcode, entry) in near.prefix(5) {
+            let similarity = max(0, 1 - Double(entry.best.errors) / Double(2 * max(barcode.count, 1)))
+            offer(barcode, similarity * entry.best.coverage * (0.4 + 0.4 * entry.confidence))
+        }
+        if let (barcode, entry) = near.first, barcode.count >= 6, lines.count > 0 {
+            let allowed = 2 * max(1, barcode.count / 8)
+            let runnerUp = near.dropFirst().first?.value
+            let margin = runnerUp.map { min($0.best.errors - entry.best.errors, $0.total - entry.total) } ?? Self.errorCap
+            let clear = runnerUp.map { $0.best.errors >= entry.best.errors + 2 && $0.total >= entry.total + 3 } ?? true
+            if entry.best.errors <= allowed, entry.best.coverage >= 0.6, clear {
+                let similarity = 1 - Double(entry.best.errors) / Double(2 * barcode.count)
+                let value = similarity * entry.best.coverage * (0.55 + 0.4 * entry.confidence) * (margin >= 4 ? 1 : 0.85)
+                if value >= threshold {
+                    offer(barcode, value)
+                    consider(Verdict(found: true, barcode: barcode, symbology: Symbology.selfChecking(barcode), method: "match", confidence: value, candidates: []))
                 }
             }
         }
@@ -186,7 +220,8 @@ public struct ScanJudge: Sendable {
             var end = start
             while end < characters.count, isDigit(characters[end]) { end += 1 }
             let run = String(decoding: characters[start..<end], as: UTF8.self)
-            if let symbology = Symbology.selfChecking(run), symbology != .s10 { found.append((run, symbology)) }
+            // Eight digits (EAN-8) are too short to trust from OCR: a run of them is a piece of anything.
+            if let symbology = Symbology.selfChecking(run), symbology != .s10, symbology != .ean8 { found.append((run, symbology)) }
             // An S10 number around this run: two letters before, two after, nine digits.
             if end - start == 9, start >= 2, end + 2 <= characters.count {
                 let s10 = String(decoding: characters[(start - 2)..<(end + 2)], as: UTF8.self)
@@ -197,8 +232,23 @@ public struct ScanJudge: Sendable {
         return found
     }
 
+    /// How near one of the session's barcodes the OCR lines came.
+    struct Nearness {
+        var best = Match(errors: Int.max / 4, coverage: 0)
+        /// The best line's OCR confidence.
+        var confidence = 0.0
+        /// Errors summed over every line (each capped at `errorCap`).
+        var total = 0
+    }
+
+    /// A line's errors count at most this much in the total (four edits), so one garbage line
+    /// does not outweigh the others.
+    static let errorCap = 8
+
     struct Match: Comparable {
-        /// Edit operations between the barcode (or its covered part) and the text.
+        /// Edit cost between the barcode (or its covered part) and the text, in half edits: a
+        /// character OCR commonly mistakes for another (`S`/`5`, `O`/`0`, `B`/`8`…) costs 1,
+        /// any other edit 2.
         var errors: Int
         /// The share of the barcode the text covers (1 for a whole read).
         var coverage: Double
@@ -213,27 +263,40 @@ public struct ScanJudge: Sendable {
     /// partial read: what it did not cover lowers the coverage, not the errors).
     static func distance(of text: String, to barcode: String) -> Match {
         let t = Array(text.utf8), b = Array(barcode.utf8)
-        let whole = semiGlobal(pattern: b, in: t)
-        let whole_ = Match(errors: whole, coverage: 1)
-        guard t.count < b.count else { return whole_ }
-        let part = semiGlobal(pattern: t, in: b)
-        let partial = Match(errors: part, coverage: Double(t.count) / Double(b.count))
-        return partial.errors < whole_.errors ? partial : whole_
+        let whole = Match(errors: semiGlobal(pattern: b, in: t), coverage: 1)
+        guard t.count < b.count else { return whole }
+        let partial = Match(errors: semiGlobal(pattern: t, in: b), coverage: Double(t.count) / Double(b.count))
+        return partial.errors < whole.errors ? partial : whole
     }
 
-    /// The fewest edits that turn `pattern` into some substring of `text`.
+    /// Characters OCR mistakes for one another on printed labels.
+    static let confusable: Set<UInt16> = {
+        let groups = ["0ODQ", "1IL", "5S", "8B", "2Z", "6G", "9Q"]
+        var pairs = Set<UInt16>()
+        for group in groups {
+            let bytes = Array(group.utf8)
+            for a in bytes { for b in bytes where a != b { pairs.insert(UInt16(a) << 8 | UInt16(b)) } }
+        }
+        return pairs
+    }()
+
+    static func substitution(_ a: UInt8, _ b: UInt8) -> Int {
+        a == b ? 0 : (confusable.contains(UInt16(a) << 8 | UInt16(b)) ? 1 : 2)
+    }
+
+    /// The least cost (half edits) that turns `pattern` into some substring of `text`.
     static func semiGlobal(pattern: [UInt8], in text: [UInt8]) -> Int {
         guard !pattern.isEmpty else { return 0 }
         var previous = [Int](repeating: 0, count: text.count + 1)  // free start anywhere in text
         var current = previous
         for i in 1...pattern.count {
-            current[0] = i
+            current[0] = 2 * i
             for j in stride(from: 1, through: text.count, by: 1) {
-                let substitution = previous[j - 1] + (pattern[i - 1] == text[j - 1] ? 0 : 1)
-                current[j] = min(substitution, previous[j] + 1, current[j - 1] + 1)
+                let replace = previous[j - 1] + substitution(pattern[i - 1], text[j - 1])
+                current[j] = min(replace, previous[j] + 2, current[j - 1] + 2)
             }
             swap(&previous, &current)
         }
-        return previous.min() ?? pattern.count
+        return previous.min() ?? 2 * pattern.count
     }
 }

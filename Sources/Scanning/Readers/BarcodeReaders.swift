@@ -17,8 +17,13 @@ enum ZBarReader {
     static func read(_ image: GrayImage) -> [DecodedBarcode] {
         guard let scanner = zbar_image_scanner_create() else { return [] }
         defer { zbar_image_scanner_destroy(scanner) }
-        // UPC-A is reported as itself, not as an EAN-13 with a leading zero.
-        zbar_image_scanner_set_config(scanner, ZBAR_UPCA, ZBAR_CFG_ENABLE, 1)
+        // Only the formats labels carry: every other one enabled is a chance of a false read
+        // (ZBar's DataBar decoder finds "codes" in noise). UPC-A is reported as itself, not as
+        // an EAN-13 with a leading zero.
+        zbar_image_scanner_set_config(scanner, ZBAR_NONE, ZBAR_CFG_ENABLE, 0)
+        for symbology in [ZBAR_EAN13, ZBAR_EAN8, ZBAR_UPCA, ZBAR_UPCE, ZBAR_I25, ZBAR_CODE39, ZBAR_CODE128, ZBAR_QRCODE] {
+            zbar_image_scanner_set_config(scanner, symbology, ZBAR_CFG_ENABLE, 1)
+        }
         guard let zimage = zbar_image_create() else { return [] }
         defer { zbar_image_destroy(zimage) }
         zbar_image_set_format(zimage, y800)

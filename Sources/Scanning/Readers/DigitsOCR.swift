@@ -59,11 +59,25 @@ public final class DigitsOCR: Sendable {
         return handle
     }
 
+    /// How Tesseract looks at the image.
+    public enum Layout: Sendable {
+        /// One line of text (page segmentation mode 7).
+        case line
+        /// One line, without Tesseract's own layout analysis (mode 13).
+        case rawLine
+        /// Text anywhere, in any order (mode 11).
+        case sparse
+    }
+
     /// The text on `image` read as one line (nil when Tesseract cannot run or reads nothing).
-    public func readLine(_ image: GrayImage, sparse: Bool = false) -> OCRLine? {
+    public func readLine(_ image: GrayImage, sparse: Bool = false, layout: Layout? = nil) -> OCRLine? {
         guard available, let handle = take() else { return nil }
         defer { give(handle) }
-        TessBaseAPISetPageSegMode(handle, sparse ? PSM_SPARSE_TEXT : PSM_SINGLE_LINE)
+        switch layout ?? (sparse ? .sparse : .line) {
+        case .line: TessBaseAPISetPageSegMode(handle, PSM_SINGLE_LINE)
+        case .rawLine: TessBaseAPISetPageSegMode(handle, PSM_RAW_LINE)
+        case .sparse: TessBaseAPISetPageSegMode(handle, PSM_SPARSE_TEXT)
+        }
         image.pixels.withUnsafeBufferPointer { buffer in
             TessBaseAPISetImage(handle, buffer.baseAddress, Int32(image.width), Int32(image.height), 1, Int32(image.width))
         }
@@ -73,7 +87,18 @@ public final class DigitsOCR: Sendable {
         defer { TessDeleteText(raw) }
         let text = String(cString: raw).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else { return nil }
-        let confidence = Double(max(0, TessBaseAPIMeanTextConf(handle))) / 100
+        // The words' own confidences (the mean over the page reads 0 in single-line mode here).
+        var confidences: [Int32] = []
+        if let words = TessBaseAPIAllWordConfidences(handle) {
+            var index = 0
+            while words[index] >= 0, index < 256 {
+                confidences.append(words[index])
+                index += 1
+            }
+            TessDeleteIntArray(words)
+        }
+        let mean = confidences.isEmpty ? TessBaseAPIMeanTextConf(handle) : confidences.reduce(0, +) / Int32(confidences.count)
+        let confidence = Double(min(100, max(0, mean))) / 100
         return OCRLine(text: text, confidence: confidence)
     }
 
