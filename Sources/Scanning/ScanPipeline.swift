@@ -173,9 +173,10 @@ public final class ScanPipeline: Sendable {
         return (crop, bars)
     }
 
-    /// Where the human-readable line may be, prepared for Tesseract: the line found under the
-    /// bars (rows where the bars stop repeating, then ink again), a loose strip under them, and
-    /// the same on the image turned upside down (the line above the bars).
+    /// Where the human-readable line may be, prepared for Tesseract (enlarged to 32-pixel
+    /// characters and softened: the best of the preparations tried on the corpus): the line found
+    /// under the bars, as it is and binarised, then the line above them (the label upside down);
+    /// a loose strip under the bars when no line was found.
     static func textStrips(_ crop: GrayImage, bars: PixelRect) -> [(String, GrayImage?)] {
         let turned = crop.oriented(3)
         let turnedBars = PixelRect(x: crop.width - bars.x - bars.width, y: crop.height - bars.y - bars.height, width: bars.width, height: bars.height)
@@ -183,11 +184,17 @@ public final class ScanPipeline: Sendable {
             image.cropped(PixelRect(x: bars.x - bars.width / 8, y: bars.y + bars.height - bars.height / 12, width: bars.width * 5 / 4, height: bars.height * 3 / 10))
         }
         let line = lineBelow(crop, bars: bars).flatMap { lineImage(crop, $0) }
+        let above: (String, GrayImage?) = (
+            "text-above", lineBelow(turned, bars: turnedBars).flatMap { lineImage(turned, $0) }.map { forOCR($0, targetHeight: 32).smoothed() }
+        )
+        guard let line else {
+            // No line found under the bars: above them, then a loose strip where it should be.
+            return [above, ("text-below-loose", loose(crop, bars).map { forOCR($0.contrastStretched(), targetHeight: 60) })]
+        }
         return [
-            ("text-below", line.map { forOCR($0, targetHeight: 26).smoothed() }),
-            ("text-below-binarized", line.map { forOCR($0.binarized(), targetHeight: 32).smoothed() }),
-            ("text-above", lineBelow(turned, bars: turnedBars).flatMap { lineImage(turned, $0) }.map { forOCR($0, targetHeight: 26).smoothed() }),
-            ("text-below-loose", loose(crop, bars).map { forOCR($0.contrastStretched(), targetHeight: 60) }),
+            ("text-below", forOCR(line, targetHeight: 32).smoothed()),
+            ("text-below-binarized", forOCR(line.binarized(), targetHeight: 32).smoothed()),
+            above,
         ]
     }
 
@@ -216,7 +223,11 @@ public final class ScanPipeline: Sendable {
         guard x1 - x0 >= 16 else { return nil }
         let threshold = Int(image.otsuThreshold())
         func dark(_ y: Int) -> [Bool] { (x0..<x1).map { Int(image.pixels[y * image.width + $0]) <= threshold } }
-        let referenceY = min(image.height - 1, max(0, bars.y + bars.height * 3 / 4))
+        // The reference row: the one with the most changes between dark and light in the
+        // middle of the box (the box is cells wide, so it can reach past the bars' ends).
+        func changes(_ row: [Bool]) -> Int { zip(row, row.dropFirst()).filter { $0 != $1 }.count }
+        let candidates = stride(from: max(0, bars.y + bars.height / 5), to: min(image.height, bars.y + bars.height * 3 / 5), by: 2)
+        guard let referenceY = candidates.max(by: { changes(dark($0)) < changes(dark($1)) }) else { return nil }
         let reference = dark(referenceY)
         // Ink is counted between the bars only: guard bars that run down beside the digits
         // (EAN, UPC) are not the printed line.

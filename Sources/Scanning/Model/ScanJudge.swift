@@ -173,7 +173,8 @@ public struct ScanJudge: Sendable {
             let clear = runnerUp.map { $0.best.errors >= entry.best.errors + 2 && $0.total >= entry.total + 3 } ?? true
             if entry.best.errors <= allowed, entry.best.coverage >= 0.6, clear {
                 let similarity = 1 - Double(entry.best.errors) / Double(2 * barcode.count)
-                let value = similarity * entry.best.coverage * (0.55 + 0.4 * entry.confidence) * (margin >= 4 ? 1 : 0.85)
+                // A partial read counts for less, not for nothing: what it covers, it matched.
+                let value = similarity * (0.5 + 0.5 * entry.best.coverage) * (0.55 + 0.4 * entry.confidence) * (margin >= 4 ? 1 : 0.85)
                 if value >= threshold {
                     offer(barcode, value)
                     consider(Verdict(found: true, barcode: barcode, symbology: Symbology.selfChecking(barcode), method: "match", confidence: value, candidates: []))
