@@ -206,6 +206,7 @@ def bad_images(outdir):
     good = io.BytesIO()
     Image.new("L", (640, 480), 200).save(good, "JPEG", quality=90)
     files = {
+        "blank.jpg": good.getvalue(),  # a photo with nothing to read (not a refusal: found false)
         "empty.jpg": b"",
         "garbage.jpg": bytes(random.Random(1).getrandbits(8) for _ in range(5000)),
         "truncated.jpg": good.getvalue()[: len(good.getvalue()) // 2],
