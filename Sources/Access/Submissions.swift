@@ -2,7 +2,7 @@ import Kernel
 import Logging
 import ServiceLifecycle
 
-/// An automation that submissions run (`package-import`, `session-report`). Automations are
+/// An automation that submissions run (`package-import`, `session-report`, `barcode-scan`). Automations are
 /// given by the composition root, which knows the domain services they call.
 public protocol Automation: Sendable {
     var slug: String { get }

@@ -68,12 +68,21 @@ public struct ScanService: Sendable {
         self.didCommitEvents = didCommitEvents
     }
 
-    public func scan(_ sessionID: String, intent: ScanIntent, delivererID: String?, image: [UInt8], caller: Caller) async throws -> ScanAnswer {
-        let delivererID = delivererID.flatMap { $0.isEmpty ? nil : $0 }
+    /// Whether `caller` may scan for `intent` in the session now (its 404, 403, 409 and 422 otherwise).
+    public func authorize(_ sessionID: String, intent: ScanIntent, delivererID: String?, caller: Caller) async throws {
+        _ = try await session(sessionID, intent: intent, delivererID: delivererID, caller: caller)
+    }
+
+    func session(_ sessionID: String, intent: ScanIntent, delivererID: String?, caller: Caller) async throws -> ScanSession {
         if intent == .deliver, delivererID == nil {
             throw ScanError.invalid(field: "deliverer_id", detail: "deliverer_id is required to scan with intent deliver.")
         }
-        let session = try await targets.session(sessionID, intent: intent, delivererID: delivererID, caller: caller)
+        return try await targets.session(sessionID, intent: intent, delivererID: delivererID, caller: caller)
+    }
+
+    public func scan(_ sessionID: String, intent: ScanIntent, delivererID: String?, image: [UInt8], caller: Caller) async throws -> ScanAnswer {
+        let delivererID = delivererID.flatMap { $0.isEmpty ? nil : $0 }
+        let session = try await session(sessionID, intent: intent, delivererID: delivererID, caller: caller)
         let slot = IdempotencySlot.current
         let attemptID = ids.make()
         var attempt = ScanAttempt(

@@ -43,9 +43,6 @@ public func buildApplication(
     feed.onEvents { events in delivery.invalidate(by: events) }
     let events = EventReader(storage: storage, feed: feed)
     let (wakeUps, wakeUp) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-    let submissions = SubmissionService(
-        storage: storage, access: access, automations: [PackageImport(delivery: delivery), SessionReport(delivery: delivery)],
-        clock: clock, ids: ids, wakeUp: wakeUp)
 
     let conversations = ConversationService(
         storage: storage, clock: clock, ttlSeconds: configuration.conversationTTLSeconds, readStaleness: configuration.readStaleness, didCommitEvents: feed.wake)
@@ -60,6 +57,13 @@ public func buildApplication(
             decoder: ImageDecoder(maxPixels: configuration.scanning.maxPixels), ocr: DigitsOCR.shared(dataPath: configuration.scanning.tessdata),
             timeBudget: configuration.scanning.timeBudget),
         targets: DeliveryScanTargets(delivery: delivery), clock: clock, ids: ids, didCommitEvents: feed.wake)
+    let submissions = SubmissionService(
+        storage: storage, access: access,
+        automations: [
+            PackageImport(delivery: delivery), SessionReport(delivery: delivery),
+            BarcodeScan(scanning: scanning, maxImageBytes: configuration.scanning.maxImageBytes),
+        ],
+        clock: clock, ids: ids, wakeUp: wakeUp)
     let eventTypes = DeliveryEvents.types + ScanService.eventTypes + AccessService.eventTypes + WebhookEvents.types + ConversationEvents.types
     let webhooks = try WebhookService(
         storage: storage, clock: clock, ids: ids, configuration: configuration.webhooks, knownTypes: eventTypes.map(\.type), logger: logger,

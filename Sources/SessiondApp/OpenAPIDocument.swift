@@ -34,7 +34,9 @@ enum OpenAPIDocument {
             }
             if !parameters.isEmpty { operation["parameters"] = .array(parameters) }
             if let request = route.requestSchema {
-                operation["requestBody"] = ["required": true, "content": .object([route.requestMediaType: ["schema": ref(request)]])]
+                var content: [String: JSONValue] = [route.requestMediaType: ["schema": ref(request)]]
+                for (mediaType, schema) in route.alternativeRequests { content[mediaType] = ["schema": ref(schema)] }
+                operation["requestBody"] = ["required": true, "content": .object(content)]
             }
             var responses: [String: JSONValue] = [:]
             var success: [String: JSONValue] = ["description": .string(route.successStatus == 204 ? "No content" : "Success")]
@@ -64,7 +66,7 @@ enum OpenAPIDocument {
             ],
             "paths": .object(paths.mapValues { .object($0) }),
             "components": [
-                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }.merging(webhookSchemas) { first, _ in first }.merging(conversationSchemas) { first, _ in first }),
+                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }.merging(webhookSchemas) { first, _ in first }.merging(conversationSchemas) { first, _ in first }.merging(scanSchemas) { first, _ in first }),
                 "securitySchemes": [
                     "bearerAuth": ["type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer sdk_…` (or the admin key)."],
                     "apiKeyHeader": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
@@ -137,6 +139,39 @@ enum OpenAPIDocument {
             "ConversationConsent": object(["given": bool], required: ["given"]),
             "ConversationHistory": object(["items": array(ref("Conversation"))]),
             "ConversationErasure": object(["erased": object(["conversations": integer, "messages": integer])]),
+        ]
+    }
+
+    /// The scanning shapes.
+    static var scanSchemas: [String: JSONValue] {
+        let number: JSONValue = ["type": "number"]
+        let formats: JSONValue = ["type": .array(["string", "null"]), "description": "code128, code39, ean13, ean8, upca, upce, itf, qr, datamatrix, s10 (OCR of a Correios number), …"]
+        let candidate = object(["barcode": string, "confidence": number, "package_id": nullableString])
+        let step = object(["step": string, "variant": string, "elapsed_ms": number, "result": array(string)])
+        return [
+            "ScanImage": ["type": "string", "contentMediaType": "image/jpeg", "description": "The photo's bytes (JPEG or PNG), up to SCAN_MAX_BYTES."],
+            "ScanForm": object([
+                "image": ["type": "string", "contentMediaType": "application/octet-stream", "description": "The photo (JPEG or PNG)."],
+                "intent": ["type": "string", "enum": ["lookup", "add", "deliver"]], "deliverer_id": string,
+            ], required: ["image"]),
+            "ScanResult": object([
+                "found": bool, "barcode": nullableString, "format": formats,
+                "method": ["type": .array(["string", "null"]), "enum": ["zbar", "zxing", "ocr", "match", .null]],
+                "confidence": number, "package": ["oneOf": [ref("Package"), ["type": "null"]]], "candidates": array(candidate),
+                "attempt_id": string, "elapsed_ms": number, "intent": string,
+                "outcome": ["type": "string", "enum": ["none", "added", "duplicate", "delivered"]],
+            ]),
+            "ScanAttemptPage": object([
+                "items": array(object([
+                    "attempt_id": string, "session_id": string, "actor_id": nullableString, "intent": string, "found": bool,
+                    "barcode": nullableString, "format": nullableString, "method": nullableString, "confidence": number,
+                    "package_id": nullableString, "outcome": ["type": "string", "enum": ["none", "added", "duplicate", "delivered", "rejected", "error"]],
+                    "candidates": array(candidate), "steps": array(step),
+                    "image": object(["bytes": integer, "width": ["type": .array(["integer", "null"])], "height": ["type": .array(["integer", "null"])]]),
+                    "elapsed_ms": number, "error": nullableString, "created_at": time,
+                ])),
+                "next_cursor": nullableString,
+            ]),
         ]
     }
 
@@ -244,7 +279,7 @@ enum OpenAPIDocument {
                 "next_cursor": nullableString,
             ]),
             "SubmissionRequest": object(
-                ["automation_slug": ["type": "string", "enum": ["package-import", "session-report"]], "payload": ["type": "object"]],
+                ["automation_slug": ["type": "string", "enum": ["package-import", "session-report", "barcode-scan"]], "payload": ["type": "object"]],
                 required: ["automation_slug", "payload"]),
             "Submission": object(submission),
             "SubmissionDetail": object(detail),

@@ -171,3 +171,34 @@ import Testing
         }
     }
 }
+
+extension ScanTests {
+    /// `barcode-scan`: many photos in one job, the same pipeline; a bad photo is an error in its
+    /// place, the others still read; the submission is checked when submitted.
+    @Test func barcodeScanSubmission() async throws {
+        let corpus = try await ScanCorpus.shared()
+        try await withApp { client, _ in
+            let session = try await DeliveryFlow(client: client).create(user: "maria")
+            let photos = corpus.photos.filter { $0.degradation == "clean" && $0.format != "qr" }.prefix(3)
+            var images: [JSONValue] = try photos.map { .string(Data(try corpus.bytes($0.file)).base64EncodedString()) }
+            images.append(.string(Data(try corpus.badBytes("image.gif")).base64EncodedString()))
+            let submitted = try await client.json(
+                .post, "/api/submissions",
+                body(["automation_slug": "barcode-scan", "payload": ["session_id": .string(session), "intent": "add", "images": .array(images)]]),
+                expect: .accepted)
+            let job = try await SubmissionTests.finished(client, submitted["id"]!.string!)
+            #expect(job["status"]?.string == "success", "\(job)")
+            let results = job["result"]?["results"]?.array ?? []
+            #expect(results.count == 4 && job["result"]?["found"]?.int == 3)
+            #expect(results.prefix(3).map { $0["barcode"]?.string } == photos.map { Optional($0.barcode) })
+            #expect(results.prefix(3).allSatisfy { $0["outcome"]?.string == "added" })
+            #expect(results[3]["error"]?["type"]?.string == Problem.typeBase + "unsupported-image" && results[3]["index"]?.int == 3)
+            #expect(try await client.json(.get, "/api/sessions/\(session)")["packages_total"]?.int == 3)
+            // Checked when submitted: a missing session, a wrong intent.
+            try await client.json(.post, "/api/submissions", body(["automation_slug": "barcode-scan", "payload": ["session_id": "nope", "images": ["eA=="]]]), expect: .notFound)
+            try await client.json(
+                .post, "/api/submissions", body(["automation_slug": "barcode-scan", "payload": ["session_id": .string(session), "images": ["eA=="], "intent": "deliver"]]),
+                expect: .unprocessableContent)
+        }
+    }
+}

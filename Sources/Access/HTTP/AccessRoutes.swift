@@ -127,7 +127,7 @@ public struct AccessRoutes: Sendable {
             return try JSONResponse.make(page(result.items.map(\.json), next: result.next))
         }
 
-        routes.add(.init(.post, "/api/submissions", summary: "Submit an automation job (package-import, session-report); runs in the background", tag: tag, request: "SubmissionRequest", response: "Submission", status: 202, errors: [400, 404, 422], maxBodyBytes: 16 << 20), to: router) { request, context in
+        routes.add(.init(.post, "/api/submissions", summary: "Submit an automation job (package-import, session-report, barcode-scan); runs in the background", tag: tag, request: "SubmissionRequest", response: "Submission", status: 202, errors: [400, 404, 422], maxBodyBytes: 16 << 20), to: router) { request, context in
             let body = try await request.decodeJSON(as: SubmissionBody.self, context: context)
             return try await IdempotencySlot.respond {
                 try await submissions.submit(slug: body.automationSlug, payload: body.payload, caller: context.caller, ip: context.clientAddress)

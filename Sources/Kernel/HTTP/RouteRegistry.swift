@@ -47,6 +47,8 @@ public struct RouteDescription: Sendable {
     public var maxBodyBytes: Int?
     /// The request body's media type, for the OpenAPI document.
     public var requestMediaType: String
+    /// Further media types the route takes, each with its own schema (a photo as raw bytes or as a form).
+    public var alternativeRequests: [String: String] = [:]
     /// The success answer's media type, for the OpenAPI document.
     public var responseMediaType: String
 

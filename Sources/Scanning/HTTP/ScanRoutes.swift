@@ -21,15 +21,16 @@ public struct ScanRoutes: Sendable {
 
     public func register(on router: some RouterMethods<SessiondRequestContext>, routes: RouteRegistry) {
         let (service, maxImageBytes) = (service, maxImageBytes)
-        routes.add(.init(
+        var scan = RouteDescription(
             .post, "/api/sessions/{id}/scan-barcode", summary: "Read a barcode from a label photo (and add or deliver its package)", tag: "scanning",
             request: "ScanImage", response: "ScanResult", errors: [400, 403, 404, 409, 413, 422, 503],
             query: [
                 QueryParameter("intent", schema: ["type": "string", "enum": .array(ScanIntent.allCases.map { .string($0.rawValue) })]),
                 QueryParameter("deliverer_id", schema: ["type": "string"]),
             ],
-            maxBodyBytes: maxImageBytes + Self.multipartOverhead, requestMediaType: "image/jpeg"
-        ), to: router) { request, context in
+            maxBodyBytes: maxImageBytes + Self.multipartOverhead, requestMediaType: "image/jpeg")
+        scan.alternativeRequests = ["image/png": "ScanImage", "multipart/form-data": "ScanForm"]
+        routes.add(scan, to: router) { request, context in
             let sessionID = try context.parameters.require("id")
             let upload = try await ScanUpload.read(request, context: context, maxImageBytes: maxImageBytes)
             guard let intent = ScanIntent(rawValue: upload.intent ?? "lookup") else {
