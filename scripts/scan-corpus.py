@@ -222,6 +222,16 @@ def bad_images(outdir):
     Image.new("L", (64, 64), 0).save(gif, "GIF")
     files["image.gif"] = gif.getvalue()
     files["eleven-mb.jpg"] = good.getvalue()[:-2] + bytes(11 * 1000 * 1000) + b"\xff\xd9"
+    # A photo stored on its side with EXIF orientation 6 (turn a quarter clockwise to view): 120
+    # wide and 200 tall as stored, 200 x 120 as seen, with the dark square top left once turned.
+    seen = Image.new("L", (200, 120), 255)
+    ImageDraw.Draw(seen).rectangle([0, 0, 39, 39], fill=0)
+    stored = seen.transpose(Image.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = io.BytesIO()
+    stored.save(turned, "JPEG", quality=95, exif=exif.tobytes())
+    files["exif-orientation-6.jpg"] = turned.getvalue()
     for name, data in files.items():
         with open(os.path.join(outdir, name), "wb") as out:
             out.write(data)

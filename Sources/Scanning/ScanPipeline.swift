@@ -82,15 +82,22 @@ public final class ScanPipeline: Sendable {
     public func scanNow(_ bytes: [UInt8], known: [String]) throws(ScanError) -> ScanReport {
         let clock = ContinuousClock()
         let started = clock.now
+        let image = try decoder.decode(bytes)
+        let decoded = ScanStep(step: "decode", variant: "original", elapsedMS: Self.milliseconds(clock.now - started), result: ["\(image.width)x\(image.height)"])
+        return scan(image, known: known, started: started, steps: [decoded])
+    }
+
+    /// The pipeline on a decoded image (`started`: when the time budget began).
+    func scan(_ image: GrayImage, known: [String], started: ContinuousClock.Instant = .now, steps: [ScanStep] = []) -> ScanReport {
+        let clock = ContinuousClock()
         let deadline = started + timeBudget
-        var steps: [ScanStep] = []
-        func timed<T, Failure: Error>(_ step: String, _ variant: String, _ body: () throws(Failure) -> T, describe: (T) -> [String]) throws(Failure) -> T {
+        var steps = steps
+        func timed<T>(_ step: String, _ variant: String, _ body: () -> T, describe: (T) -> [String]) -> T {
             let start = clock.now
-            let value = try body()
+            let value = body()
             steps.append(ScanStep(step: step, variant: variant, elapsedMS: Self.milliseconds(clock.now - start), result: describe(value)))
             return value
         }
-        let image = try timed("decode", "original", { () throws(ScanError) in try decoder.decode(bytes) }, describe: { ["\($0.width)x\($0.height)"] })
         var reads: [DecodedBarcode] = []
         var lines: [OCRLine] = []
         var timedOut = false

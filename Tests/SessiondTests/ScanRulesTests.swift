@@ -86,3 +86,71 @@ import Testing
         #expect(turned.width == 2 && turned.height == 3 && turned.pixels == [4, 1, 5, 2, 6, 3])
     }
 }
+
+/// Whatever comes in, a scan answers or refuses; it never crashes the process (the C libraries
+/// included: ZBar, zxing-cpp 1.4 built with assertions, Tesseract, libjpeg-turbo, libpng).
+@Suite struct ScanRobustnessTests {
+    static let pipeline = ScanPipeline(ocr: DigitsOCR.shared(), timeBudget: .seconds(10))
+
+    @Test func oddImagesNeverCrash() {
+        var rng = SystemRandomNumberGenerator()
+        var shapes: [(Int, Int)] = [(1, 1), (2, 2), (3, 1), (1, 3), (7, 7), (8, 8), (9, 9), (16, 1), (1, 16), (4000, 1), (1, 3000), (24, 900), (900, 24)]
+        for _ in 0..<6 { shapes.append((Int.random(in: 10...700, using: &rng), Int.random(in: 10...700, using: &rng))) }
+        for (width, height) in shapes {
+            for kind in 0..<4 {
+                var pixels = [UInt8](repeating: 255, count: width * height)
+                switch kind {
+                case 0: for index in pixels.indices { pixels[index] = UInt8.random(in: 0...255, using: &rng) }  // noise
+                case 1: for index in pixels.indices where (index % width) % 6 < 3 { pixels[index] = 0 }  // bars without a code
+                case 2: for index in pixels.indices where (index / width) % 2 == 0 { pixels[index] = 0 }  // stripes the other way
+                default: for index in pixels.indices where index % 7 == 0 { pixels[index] = 0 }  // speckle
+                }
+                let report = Self.pipeline.scan(GrayImage(width: width, height: height, pixels: pixels), known: ["7891234567895", "QB975545916BR"])
+                #expect(report.width == width)
+            }
+        }
+    }
+
+    @Test func damagedFilesAreRefusedNotCrashed() async throws {
+        let corpus = try await ScanCorpus.shared()
+        var rng = SystemRandomNumberGenerator()
+        let originals = [try corpus.bytes(corpus.photos.first { $0.file.hasSuffix(".jpg") }!.file), try corpus.bytes(corpus.photos.first { $0.file.hasSuffix(".png") }!.file)]
+        var refused = 0, read = 0
+        for original in originals {
+            for round in 0..<40 {
+                var bytes = original
+                switch round % 4 {
+                case 0: bytes = Array(bytes.prefix(Int.random(in: 1..<bytes.count, using: &rng)))  // cut anywhere
+                case 1: for _ in 0..<8 { bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }  // flipped bytes
+                case 2: for _ in 0..<4 { bytes[Int.random(in: 2..<min(bytes.count, 400), using: &rng)] = UInt8.random(in: 0...255, using: &rng) }  // a damaged header
+                default: bytes += (0..<Int.random(in: 1...5000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }  // junk after the end
+                }
+                do {
+                    _ = try Self.pipeline.scanNow(bytes, known: [])
+                    read += 1
+                } catch {
+                    refused += 1
+                }
+            }
+        }
+        #expect(refused + read == 80 && refused > 0)
+    }
+
+    @Test func exifOrientationIsHonoured() async throws {
+        let corpus = try await ScanCorpus.shared()
+        let image = try ImageDecoder().decode(try corpus.badBytes("exif-orientation-6.jpg"))
+        // Stored 120 × 200; seen (turned a quarter clockwise) 200 × 120 with the dark square top left.
+        #expect(image.width == 200 && image.height == 120)
+        #expect(image[10, 10] < 60 && image[190, 110] > 200 && image[190, 10] > 200)
+    }
+
+    @Test func theTimeBudgetBoundsAScan() {
+        let pipeline = ScanPipeline(ocr: DigitsOCR.shared(), timeBudget: .milliseconds(1))
+        var pixels = [UInt8](repeating: 255, count: 1280 * 960)
+        for index in pixels.indices where (index % 1280) % 9 < 4 && (index / 1280) > 300 && (index / 1280) < 600 { pixels[index] = 0 }
+        let report = pipeline.scan(GrayImage(width: 1280, height: 960, pixels: pixels), known: [])
+        // The first step always runs; the budget stops the rest.
+        #expect(report.timedOut && !report.verdict.found)
+        #expect(report.steps.count <= 3, "\(report.steps.map(\.step))")
+    }
+}
