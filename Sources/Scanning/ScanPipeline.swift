@@ -202,6 +202,8 @@ public final class ScanPipeline: Sendable {
             ("text-below", forOCR(line, targetHeight: 32).smoothed()),
             ("text-below-binarized", forOCR(line.binarized(), targetHeight: 32).smoothed()),
             above,
+            ("text-below-large", forOCR(line, targetHeight: 40).smoothed()),
+            ("text-below-small", forOCR(line, targetHeight: 24).smoothed()),
         ]
     }
 
@@ -264,10 +266,12 @@ public final class ScanPipeline: Sendable {
             }
             y += 1
         }
-        // A run that touches the bars is their end (ITF's bearer bar, blurred bar ends), not the line.
-        guard let run = runs.first(where: {
-            $0.top > barsEnd + 1 && $0.bottom - $0.top >= 6 && $0.bottom - $0.top <= bars.height / 2 && $0.ink / Double($0.bottom - $0.top) <= 0.6
-        })
+        let lines = runs.filter { $0.bottom - $0.top >= 6 && $0.bottom - $0.top <= bars.height / 2 && $0.ink / Double($0.bottom - $0.top) <= 0.6 }
+        // A run that touches the bars may be their end (ITF's bearer bar, blurred bar ends): the
+        // first run after a gap is the line, when it is near; otherwise the touching one is (UPC-A
+        // prints its digits right under the bars, and the next run down is the address).
+        let near = barsEnd + bars.height * 35 / 100
+        guard let run = lines.first(where: { $0.top > barsEnd + 1 && $0.top <= near }) ?? lines.first(where: { $0.top <= barsEnd + 1 }) ?? lines.first
         else { return nil }
         let (top, height) = (run.top, run.bottom - run.top)
         // Exactly the line's rows (one more each side): the bars' ends above it stay out; the
