@@ -164,9 +164,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "MultipartKit", package: "multipart-kit"),
             ],
-            // Pixel loops run 20–50 times slower unoptimised: the scanning code is optimised in
-            // debug builds too, so tests scan a corpus in seconds, not minutes.
-            swiftSettings: strict + [.unsafeFlags(["-O"])]
+            swiftSettings: strict
         ),
         .systemLibrary(name: "CZBar", pkgConfig: "zbar", providers: [.apt(["libzbar-dev"])]),
         .systemLibrary(name: "CTesseract", pkgConfig: "tesseract", providers: [.apt(["libtesseract-dev", "tesseract-ocr-eng"])]),
