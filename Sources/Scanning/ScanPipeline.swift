@@ -135,9 +135,9 @@ public final class ScanPipeline: Sendable {
 
         // The printed line: below the bars, or above them when the label is upside down.
         guard ocr.available else { return report() }
-        func read(_ variant: String, _ strip: GrayImage?, sparse: Bool = false) -> Bool {
+        func read(_ variant: String, _ strip: GrayImage?, layout: DigitsOCR.Layout = .line) -> Bool {
             guard let strip, inTime() else { return false }
-            let line = timed("ocr", variant, { ocr.readLine(strip, sparse: sparse) }, describe: { $0.map { [$0.text] } ?? [] })
+            let line = timed("ocr", variant, { ocr.readLine(strip, layout: layout) }, describe: { $0.map { [$0.text] } ?? [] })
             guard let line else { return false }
             lines += line.text.split(whereSeparator: \.isNewline).map { OCRLine(text: String($0), confidence: line.confidence) }
             return judge.judge(reads: [], lines: lines, known: known).found
@@ -145,7 +145,7 @@ public final class ScanPipeline: Sendable {
         if let (crop, bars) = upright {
             for (variant, strip) in Self.textStrips(crop, bars: bars) where read(variant, strip) { return report() }
         } else {
-            _ = read("whole-sparse", Self.forOCR(base.fitting(longSide: 1400).contrastStretched(), targetHeight: nil), sparse: true)
+            _ = read("whole-sparse", Self.forOCR(base.fitting(longSide: 1400).contrastStretched(), targetHeight: nil), layout: .sparse)
         }
         return report()
     }

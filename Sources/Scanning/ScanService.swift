@@ -126,15 +126,15 @@ public struct ScanService: Sendable {
                 outcome: attempt.outcome)
         }
         // What the intent asks, in one transaction with the attempt, its event and the stored answer.
-        let (events, caller_) = (events, caller)
+        let events = events
         @Sendable func statements(_ attempt: ScanAttempt, _ answer: ScanAnswer) -> [SQLStatement] {
-            var statements = [ScanSQL.insert(attempt)] + events.append([Self.event(attempt, caller: caller_)])
+            var statements = [ScanSQL.insert(attempt)] + events.append([Self.event(attempt, caller: caller)])
             if let stored = slot?.answer(for: answer) { statements.append(stored.statement) }
             return statements
         }
         do {
-            switch (intent, attempt.found, attempt.barcode) {
-            case (.add, true, let barcode?):
+            switch (intent, attempt.barcode, matched) {
+            case (.add, let barcode?, _):
                 let result = try await targets.add(barcode, to: sessionID, caller: caller) { package, duplicate in
                     var attempt = base
                     attempt.packageID = package.id
@@ -144,8 +144,8 @@ public struct ScanService: Sendable {
                 attempt.packageID = result.package.id
                 attempt.outcome = result.duplicate ? "duplicate" : "added"
                 return finish(answer(attempt, package: result.package), slot: slot)
-            case (.deliver, true, _) where matched != nil:
-                let package = try await targets.deliver(matched!.id, in: sessionID, delivererID: delivererID ?? "", caller: caller) { package in
+            case (.deliver, _, let matched?):
+                let package = try await targets.deliver(matched.id, in: sessionID, delivererID: delivererID ?? "", caller: caller) { package in
                     var attempt = base
                     attempt.outcome = "delivered"
                     return statements(attempt, answer(attempt, package: package))

@@ -85,10 +85,13 @@ struct ScanUpload {
         return upload
     }
 
-    static func boundary(_ contentType: String) -> String? {
-        for parameter in contentType.split(separator: ";").dropFirst() {
-            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            if pair.count == 2, pair[0].lowercased() == "boundary" {
+    static func boundary(_ contentType: String) -> String? { parameter("boundary", in: contentType) }
+
+    /// A `name=value` parameter of a header value (`multipart/form-data; boundary=…`), unquoted.
+    static func parameter(_ name: String, in header: String) -> String? {
+        for part in header.split(separator: ";").dropFirst() {
+            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if pair.count == 2, pair[0].lowercased() == name {
                 let value = pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
                 return value.isEmpty ? nil : value
             }
@@ -103,7 +106,7 @@ struct ScanUpload {
         var name: String?
         var data: [UInt8] = []
         parser.onHeader = { field, value in
-            if field.lowercased() == "content-disposition" { name = Self.fieldName(value) }
+            if field.lowercased() == "content-disposition" { name = Self.parameter("name", in: value) }
         }
         parser.onBody = { buffer in data += buffer.readableBytesView }
         parser.onPartComplete = {
@@ -117,14 +120,6 @@ struct ScanUpload {
             throw Problem.malformedBody("The multipart/form-data body cannot be read.")
         }
         return parts
-    }
-
-    static func fieldName(_ disposition: String) -> String? {
-        for parameter in disposition.split(separator: ";").dropFirst() {
-            let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-            if pair.count == 2, pair[0].lowercased() == "name" { return pair[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
-        }
-        return nil
     }
 }
 

@@ -70,10 +70,10 @@ public final class DigitsOCR: Sendable {
     }
 
     /// The text on `image` read as one line (nil when Tesseract cannot run or reads nothing).
-    public func readLine(_ image: GrayImage, sparse: Bool = false, layout: Layout? = nil) -> OCRLine? {
+    public func readLine(_ image: GrayImage, layout: Layout = .line) -> OCRLine? {
         guard available, let handle = take() else { return nil }
         defer { give(handle) }
-        switch layout ?? (sparse ? .sparse : .line) {
+        switch layout {
         case .line: TessBaseAPISetPageSegMode(handle, PSM_SINGLE_LINE)
         case .rawLine: TessBaseAPISetPageSegMode(handle, PSM_RAW_LINE)
         case .sparse: TessBaseAPISetPageSegMode(handle, PSM_SPARSE_TEXT)
