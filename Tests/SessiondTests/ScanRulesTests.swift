@@ -56,6 +56,12 @@ import Testing
         // A partial read (the bars' left end torn off) that fits one barcode only.
         let partial = judge.judge(reads: [], lines: [line("545916BR")], known: ["QB975545916BR", "JB123456785BR"])
         #expect(partial.found && partial.barcode == "QB975545916BR")
+        // OCR dropped a UPC-A's small outer digits: three of the session's barcodes fit the ten
+        // it read, but only one passes its check digit: that one (a printed UPC-A always does).
+        let upc = judge.judge(reads: [], lines: [line("2607741721"), line("2607741721")], known: ["026077417213", "726077417213", "026077417216"])
+        #expect(upc.found && upc.barcode == "026077417213" && upc.method == "match")
+        // Two that pass it: no telling which.
+        #expect(!judge.judge(reads: [], lines: [line("2607741721"), line("2607741721")], known: ["026077417213", "126077417210"]).found)
         // Garbage claims nothing.
         #expect(!judge.judge(reads: [], lines: [line("HTT"), line("VIMEUIOETAB")], known: known).found)
     }

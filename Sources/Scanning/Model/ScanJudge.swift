@@ -166,15 +166,28 @@ public struct ScanJudge: Sendable {
             let similarity = max(0, 1 - Double(entry.best.errors) / Double(2 * max(barcode.count, 1)))
             offer(barcode, similarity * entry.best.coverage * (0.4 + 0.4 * entry.confidence))
         }
-        if let (barcode, entry) = near.first, barcode.count >= 6, lines.count > 0 {
+        func clearlyFarther(_ other: Nearness, than entry: Nearness) -> Bool {
+            other.best.errors >= entry.best.errors + 2 && other.total >= entry.total + 3
+        }
+        if let first = near.first, lines.count > 0 {
+            // The session's barcodes the lines cannot tell apart from the nearest. When exactly one
+            // of them passes its own check digit (EAN-13, UPC-A, ITF-14, S10) and the others, of the
+            // same length, fail theirs, that one is the label: a printed code of those formats
+            // always carries a valid check digit. (OCR often drops UPC-A's small outer digits,
+            // which are exactly where look-alikes differ.)
+            let ties = near.filter { !clearlyFarther($0.value, than: first.value) }
+            let valid = ties.filter { Symbology.selfChecking($0.key) != nil }
+            let byCheckDigit = ties.count > 1 && valid.count == 1 && ties.allSatisfy { $0.key.count == valid[0].key.count }
+            let (barcode, entry) = byCheckDigit ? valid[0] : first
             let allowed = 2 * max(1, barcode.count / 8)
-            let runnerUp = near.dropFirst().first?.value
+            let runnerUp = near.first { $0.key != barcode }?.value
             let margin = runnerUp.map { min($0.best.errors - entry.best.errors, $0.total - entry.total) } ?? Self.errorCap
-            let clear = runnerUp.map { $0.best.errors >= entry.best.errors + 2 && $0.total >= entry.total + 3 } ?? true
-            if entry.best.errors <= allowed, entry.best.coverage >= 0.6, clear {
+            let clear = byCheckDigit || ties.count == 1
+            if barcode.count >= 6, entry.best.errors <= allowed, entry.best.coverage >= 0.6, clear {
                 let similarity = 1 - Double(entry.best.errors) / Double(2 * barcode.count)
                 // A partial read counts for less, not for nothing: what it covers, it matched.
                 let value = similarity * (0.5 + 0.5 * entry.best.coverage) * (0.55 + 0.4 * entry.confidence) * (margin >= 4 ? 1 : 0.85)
+                    * (byCheckDigit ? 0.9 : 1)
                 if value >= threshold {
                     offer(barcode, value)
                     consider(Verdict(found: true, barcode: barcode, symbology: Symbology.selfChecking(barcode), method: "match", confidence: value, candidates: []))
