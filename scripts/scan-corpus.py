@@ -232,6 +232,9 @@ def bad_images(outdir):
     turned = io.BytesIO()
     stored.save(turned, "JPEG", quality=95, exif=exif.tobytes())
     files["exif-orientation-6.jpg"] = turned.getvalue()
+    cmyk = io.BytesIO()
+    Image.new("L", (320, 200), 230).convert("CMYK").save(cmyk, "JPEG", quality=90)
+    files["cmyk.jpg"] = cmyk.getvalue()  # a print file, not a photo: unsupported
     for name, data in files.items():
         with open(os.path.join(outdir, name), "wb") as out:
             out.write(data)

@@ -160,3 +160,30 @@ import Testing
         #expect(report.steps.count <= 3, "\(report.steps.map(\.step))")
     }
 }
+
+extension ScanRobustnessTests {
+    /// More photos than the pipeline holds at once are refused at once (503 `scanner-busy` over
+    /// HTTP), not queued without end.
+    @Test func tooManyAtOnceAreRefused() async throws {
+        let corpus = try await ScanCorpus.shared()
+        let pipeline = ScanPipeline(ocr: DigitsOCR.shared(), maxPending: 1)
+        let photo = try corpus.bytes(corpus.photos.first { $0.degradation == "covered" }!.file)
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    do {
+                        _ = try await pipeline.scan(photo, known: [])
+                        return "scanned"
+                    } catch let error as ScanError {
+                        return error == .busy ? "busy" : "other"
+                    } catch {
+                        return "other"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(outcomes.contains("scanned") && outcomes.contains("busy") && !outcomes.contains("other"), "\(outcomes)")
+        #expect(ScanError.busy.problem.status == .serviceUnavailable && ScanError.busy.problem.headers[.retryAfter] == "1")
+    }
+}

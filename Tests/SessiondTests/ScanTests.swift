@@ -132,6 +132,7 @@ import Testing
             try await problem(try corpus.badBytes("header-only.png"), .unprocessableContent, "corrupt-image", contentType: "image/png")
             try await problem(try corpus.badBytes("huge-40000.png"), .unprocessableContent, "image-too-large", contentType: "image/png")
             try await problem(try corpus.badBytes("image.gif"), .unprocessableContent, "unsupported-image", contentType: "image/gif")
+            try await problem(try corpus.badBytes("cmyk.jpg"), .unprocessableContent, "unsupported-image")
             try await problem(try corpus.badBytes("eleven-mb.jpg"), .contentTooLarge, nil)
             let photo = try corpus.bytes(corpus.photos[0].file)
             try await problem(photo, .unprocessableContent, "validation", query: "?intent=steal")
@@ -152,7 +153,7 @@ import Testing
             _ = try await Self.scan(client, session, photo, headers: [TestAuth.noKey: "1", .authorization: "Bearer nope"], expect: .unauthorized)
             // The refused images are attempts too (outcome error, the problem's type); the server still answers.
             let log = try await client.json(.get, "/api/sessions/\(session)/scans?limit=50")["items"]!.array
-            #expect(log.filter { $0["outcome"]?.string == "error" }.count == 6, "\(log.map { $0["error"]?.string ?? "-" })")
+            #expect(log.filter { $0["outcome"]?.string == "error" }.count == 7, "\(log.map { $0["error"]?.string ?? "-" })")
             #expect(try await client.json(.get, "/api/sessions/\(session)")["packages_total"]?.int == 0)
         }
     }

@@ -50,6 +50,11 @@ public struct ImageDecoder: Sendable {
         }
         guard header == 0 else { throw .corruptImage("The JPEG header cannot be read: \(Self.message(handle)).") }
         try checkSize(width: Int(width), height: Int(height))
+        // Print-shop JPEGs (CMYK, YCCK) come from design tools, never from a camera; their
+        // conversion to grey depends on conventions (Adobe's inverted inks) this does not guess.
+        if colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue) {
+            throw .unsupportedImage("The JPEG is in CMYK (a print file), not a photo.")
+        }
         // The largest libjpeg-turbo scale (1, 1/2, 1/4, 1/8) that keeps the working size.
         var denominator: Int32 = 1
         while denominator < 8, Int(max(width, height)) / Int(denominator * 2) >= workingLongSide { denominator *= 2 }
