@@ -2,10 +2,11 @@
 /// Pure: the decoders' reads, the OCR lines and the session's barcodes in, a verdict out.
 ///
 /// A wrong barcode is worse than none, so the verdict is `found` only on evidence: a decoder's
-/// read (its format's own checks passed), OCR text that carries a valid check digit or is exactly
-/// one of the session's barcodes, or OCR text within a small edit distance of exactly one of the
-/// session's barcodes and clearly farther from every other. Anything less is `found: false`
-/// with candidates, best first.
+/// read (its format's own checks passed), OCR text that is exactly one of the session's barcodes,
+/// or carries a valid check digit and was read twice alike, or comes within a small edit distance
+/// of one of the session's barcodes while every other is clearly farther (or, on a tie, fails its
+/// own check digit where that one passes). Anything less is `found: false` with candidates, best
+/// first.
 public struct ScanJudge: Sendable {
     /// Below this confidence nothing is claimed.
     public var threshold: Double
