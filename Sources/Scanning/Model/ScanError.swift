@@ -8,7 +8,6 @@ public enum ScanError: ProblemConvertible, Equatable {
     case tooManyPixels(width: Int, height: Int, limit: Int)
     case invalid(field: String, detail: String)
     case wrongState(String)
-    case forbidden(String)
     /// Too many photos are being scanned at once.
     case busy
 
@@ -26,7 +25,6 @@ public enum ScanError: ProblemConvertible, Equatable {
                 detail: "The image is \(width)×\(height) pixels; at most \(limit) pixels are read.", field: "image")
         case .invalid(let field, let detail): .validation(field, detail)
         case .wrongState(let detail): .conflict("invalid-state", detail, title: "Wrong session state")
-        case .forbidden(let detail): Problem(status: .forbidden, slug: "forbidden", title: "Forbidden", detail: detail)
         case .busy:
             {
                 var problem = Problem(

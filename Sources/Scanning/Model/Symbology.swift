@@ -7,15 +7,6 @@ public enum Symbology: String, Sendable, CaseIterable, Codable {
     /// Read by OCR only: digits and letters without a format of their own.
     case text
 
-    /// True when `text` passes this format's check digit (formats without one: true).
-    public static func checkDigitValid(_ text: String, as symbology: Symbology) -> Bool {
-        switch symbology {
-        case .ean13, .ean8, .upca, .itf: return gtinCheck(text)
-        case .s10: return s10Check(text)
-        default: return true
-        }
-    }
-
     /// What a complete text read by OCR looks like, judged by its shape and check digit: an
     /// EAN-13 (13 digits), a UPC-A (12), an ITF-14 (14), an S10 number. nil when it proves nothing.
     public static func selfChecking(_ text: String) -> Symbology? {
