@@ -3,7 +3,9 @@ import Foundation
 import Testing
 
 /// The pipeline on the generated corpus: read rates per degradation, with and without the
-/// session's barcodes to match against, and never a wrong barcode reported as found.
+/// session's barcodes to match against, and never a wrong barcode reported as found. Scans go
+/// through the pipeline's own threads (`scan`, not `scanNow`): minutes of OCR on the test
+/// process's cooperative threads would starve every other test running beside it.
 @Suite struct ScanCorpusTests {
     static let pipeline = ScanPipeline(ocr: DigitsOCR.shared(), timeBudget: .seconds(30), useZXing: ProcessInfo.processInfo.environment["SCAN_ZXING"] != "0")
 
@@ -23,7 +25,7 @@ import Testing
         for photo in corpus.photos {
             let bytes = try corpus.bytes(photo.file)
             for known in [[], photo.known] {
-                let report = try Self.pipeline.scanNow(bytes, known: known)
+                let report = try await Self.pipeline.scan(bytes, known: known)
                 var tally = (known.isEmpty ? alone : matched)[photo.degradation] ?? Tally()
                 tally.photos += 1
                 if report.verdict.found {
@@ -74,7 +76,7 @@ import Testing
         let names = (ProcessInfo.processInfo.environment["SCAN_DEBUG"] ?? "").split(separator: ",").map(String.init)
         for photo in corpus.photos where names.contains(where: { photo.file.hasPrefix($0) }) {
             for known in [[], photo.known] {
-                let report = try ScanCorpusTests.pipeline.scanNow(try corpus.bytes(photo.file), known: known)
+                let report = try await ScanCorpusTests.pipeline.scan(try corpus.bytes(photo.file), known: known)
                 print("\(photo.file) truth \(photo.barcode) known \(known.count): \(report.verdict)")
                 for step in report.steps { print("   \(step.step) \(step.variant) \(step.elapsedMS) ms \(step.result)") }
             }

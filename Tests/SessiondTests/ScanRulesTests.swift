@@ -98,7 +98,12 @@ import Testing
 @Suite struct ScanRobustnessTests {
     static let pipeline = ScanPipeline(ocr: DigitsOCR.shared(), timeBudget: .seconds(10))
 
-    @Test func oddImagesNeverCrash() {
+    /// The pipeline on a decoded image, on the pipeline's threads (never the tests' cooperative ones).
+    static func scan(_ pipeline: ScanPipeline, _ image: GrayImage, known: [String]) async throws -> ScanReport {
+        try await ScanPipeline.threads.runIfActive { pipeline.scan(image, known: known) }
+    }
+
+    @Test func oddImagesNeverCrash() async throws {
         var rng = SystemRandomNumberGenerator()
         var shapes: [(Int, Int)] = [(1, 1), (2, 2), (3, 1), (1, 3), (7, 7), (8, 8), (9, 9), (16, 1), (1, 16), (4000, 1), (1, 3000), (24, 900), (900, 24)]
         for _ in 0..<6 { shapes.append((Int.random(in: 10...700, using: &rng), Int.random(in: 10...700, using: &rng))) }
@@ -111,7 +116,7 @@ import Testing
                 case 2: for index in pixels.indices where (index / width) % 2 == 0 { pixels[index] = 0 }  // stripes the other way
                 default: for index in pixels.indices where index % 7 == 0 { pixels[index] = 0 }  // speckle
                 }
-                let report = Self.pipeline.scan(GrayImage(width: width, height: height, pixels: pixels), known: ["7891234567895", "QB975545916BR"])
+                let report = try await Self.scan(Self.pipeline, GrayImage(width: width, height: height, pixels: pixels), known: ["7891234567895", "QB975545916BR"])
                 #expect(report.width == width)
             }
         }
@@ -132,7 +137,7 @@ import Testing
                 default: bytes += (0..<Int.random(in: 1...5000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }  // junk after the end
                 }
                 do {
-                    _ = try Self.pipeline.scanNow(bytes, known: [])
+                    _ = try await Self.pipeline.scan(bytes, known: [])
                     read += 1
                 } catch {
                     refused += 1
@@ -150,11 +155,11 @@ import Testing
         #expect(image[10, 10] < 60 && image[190, 110] > 200 && image[190, 10] > 200)
     }
 
-    @Test func theTimeBudgetBoundsAScan() {
+    @Test func theTimeBudgetBoundsAScan() async throws {
         let pipeline = ScanPipeline(ocr: DigitsOCR.shared(), timeBudget: .milliseconds(1))
         var pixels = [UInt8](repeating: 255, count: 1280 * 960)
         for index in pixels.indices where (index % 1280) % 9 < 4 && (index / 1280) > 300 && (index / 1280) < 600 { pixels[index] = 0 }
-        let report = pipeline.scan(GrayImage(width: 1280, height: 960, pixels: pixels), known: [])
+        let report = try await Self.scan(pipeline, GrayImage(width: 1280, height: 960, pixels: pixels), known: [])
         // The first step always runs; the budget stops the rest.
         #expect(report.timedOut && !report.verdict.found)
         #expect(report.steps.count <= 3, "\(report.steps.map(\.step))")

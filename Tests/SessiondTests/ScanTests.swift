@@ -60,7 +60,7 @@ import Testing
             let pipeline = ScanPipeline(ocr: DigitsOCR.shared())
             var readable: ScanCorpus.Photo?
             for photo in corpus.photos where photo.degradation == "covered" {
-                if try pipeline.scanNow(try corpus.bytes(photo.file), known: photo.known).verdict.found {
+                if try await pipeline.scan(try corpus.bytes(photo.file), known: photo.known).verdict.found {
                     readable = photo
                     break
                 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOPosix
 import Kernel
 import Testing
 
@@ -26,7 +27,13 @@ struct ScanCorpus: Sendable {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
+    /// Made on a thread of its own: waiting for Python must not hold one of the few threads every
+    /// test's tasks share.
     private static let made = Task<ScanCorpus, any Error> {
+        try await NIOThreadPool.singleton.runIfActive { try make() }
+    }
+
+    static func make() throws -> ScanCorpus {
         // Made again only when the script changes (its text names the directory).
         let script = repository.appendingPathComponent("scripts/scan-corpus.py")
         let digest = SHA256.hash(data: try Data(contentsOf: script)).prefix(6).map { String(format: "%02x", $0) }.joined()
