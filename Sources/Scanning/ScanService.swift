@@ -135,7 +135,7 @@ public struct ScanService: Sendable {
         do {
             switch (intent, attempt.barcode, matched) {
             case (.add, let barcode?, _):
-                let result = try await targets.add(barcode, to: sessionID, caller: caller) { package, duplicate in
+                let result = try await targets.add(barcode, to: sessionID, existing: matched, caller: caller) { package, duplicate in
                     var attempt = base
                     attempt.packageID = package.id
                     attempt.outcome = duplicate ? "duplicate" : "added"

@@ -27,16 +27,15 @@ struct DeliveryScanTargets: ScanTargets {
     }
 
     func add(
-        _ barcode: String, to sessionID: String, caller: Caller, alongside: @escaping @Sendable (ScanPackage, _ duplicate: Bool) -> [SQLStatement]
+        _ barcode: String, to sessionID: String, existing: ScanPackage?, caller: Caller,
+        alongside: @escaping @Sendable (ScanPackage, _ duplicate: Bool) -> [SQLStatement]
     ) async throws -> (package: ScanPackage, duplicate: Bool) {
-        let before = try await delivery.session(sessionID, caller: caller)
-        let existing = before.packages.first { $0.barcode == barcode }.map(Self.scanPackage)
         let outcome = try await delivery.addPackages(sessionID, [NewPackage(barcode: barcode)], caller: caller) { outcome in
             if let added = outcome.added.first { return alongside(Self.scanPackage(added), false) }
             return existing.map { alongside($0, true) } ?? []
         }
         if let added = outcome.added.first { return (Self.scanPackage(added), false) }
-        // A duplicate: the package already there (read again in case it came in meanwhile).
+        // A duplicate: the package already there (read again when it came in after the scan began).
         if let existing { return (existing, true) }
         let after = try await delivery.session(sessionID, caller: caller)
         guard let package = after.packages.first(where: { $0.barcode == barcode }) else { throw ScanError.wrongState("The package could not be added.") }

@@ -94,15 +94,17 @@ extension ScanDebug {
         print("region \(region)")
         let (crop, bars) = try #require(ScanPipeline.uprightCrop(image, region))
         print("bars in crop \(bars), crop \(crop.width)x\(crop.height)")
-        func write(_ picture: GrayImage, _ file: String) throws {
-            var data = Data("P5\n\(picture.width) \(picture.height)\n255\n".utf8)
-            data.append(contentsOf: picture.pixels)
-            try data.write(to: URL(fileURLWithPath: "/tmp/\(file).pgm"))
-        }
-        try write(crop, "crop")
+        try Self.write(crop, "crop")
         for (variant, strip) in ScanPipeline.textStrips(crop, bars: bars) {
-            if let strip { try write(strip, variant) }
+            if let strip { try Self.write(strip, variant) }
         }
+    }
+
+    /// `picture` as /tmp/NAME.pgm (any image viewer or Pillow opens it).
+    static func write(_ picture: GrayImage, _ name: String) throws {
+        var data = Data("P5\n\(picture.width) \(picture.height)\n255\n".utf8)
+        data.append(contentsOf: picture.pixels)
+        try data.write(to: URL(fileURLWithPath: "/tmp/\(name).pgm"))
     }
 }
 
@@ -126,14 +128,14 @@ extension ScanDebug {
                         for smooth in [false, true] {
                             var ready = ScanPipeline.forOCR(prepared, targetHeight: height)
                             if smooth { ready = ready.smoothed() }
-                            let text = ScanJudge.normalized(ocr.readLine(ready, layout: layout)?.text ?? "")
+                            let read = ocr.readLine(ready, layout: layout)
+                            let text = ScanJudge.normalized(read?.text ?? "")
                             let key = "\(name)-\(height)-\(layoutName)\(smooth ? "-smooth" : "")"
                             if text.contains(photo.barcode) { exact[key, default: 0] += 1 }
-                            if key == "gray-26-line-smooth" {
-                                var data = Data("P5\n\(ready.width) \(ready.height)\n255\n".utf8)
-                                data.append(contentsOf: ready.pixels)
-                                try data.write(to: URL(fileURLWithPath: "/tmp/line-\(photo.file).pgm"))
-                                print("\(photo.file): \(photo.barcode) read \(text) \(String(describing: ocr.readLine(ready, layout: layout)))")
+                            // The pipeline's own preparation, kept to look at.
+                            if key == "gray-32-line-smooth" {
+                                try Self.write(ready, "line-\(photo.file)")
+                                print("\(photo.file): \(photo.barcode) read \(text) (confidence \(read?.confidence ?? 0))")
                             }
                         }
                     }
