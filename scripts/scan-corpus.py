@@ -94,6 +94,7 @@ def font(size):
     for path in ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"]:
         if os.path.exists(path):
             return ImageFont.truetype(path, size)
+    print("scan-corpus: DejaVuSans not found (fonts-dejavu-core); using Pillow's default font, so the corpus differs", file=sys.stderr)
     return ImageFont.load_default()
 
 
