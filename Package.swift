@@ -59,6 +59,7 @@ let package = Package(
                 "Webhooks",
                 "Conversations",
                 "Scanning",
+                "Channels",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -166,6 +167,29 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Channels: bot connections (the Telegram Bot API over AsyncHTTPClient) and the delivery bot, a
+        // front end over the delivery, scanning and conversations services.
+        .target(
+            name: "Channels",
+            dependencies: [
+                "Kernel",
+                "Access",
+                "Delivery",
+                "Scanning",
+                "Conversations",
+                "CQREncode",
+                "CPNG",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strict
+        ),
+        .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
         .systemLibrary(name: "CZBar", pkgConfig: "zbar", providers: [.apt(["libzbar-dev"])]),
         .systemLibrary(name: "CTesseract", pkgConfig: "tesseract", providers: [.apt(["libtesseract-dev", "tesseract-ocr-eng"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
@@ -184,6 +208,7 @@ let package = Package(
                 "Webhooks",
                 "Conversations",
                 "Scanning",
+                "Channels",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -267,8 +267,10 @@ public final class AccessService: Sendable {
         let now = clock.now()
         let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty, name.count <= 200 else { throw AccessError.invalid(field: "name", detail: "name must be 1 to 200 characters.") }
-        guard let role = AccessRole(rawValue: request.role) else {
-            throw AccessError.invalid(field: "role", detail: "role must be one of \(AccessRole.allCases.map(\.rawValue).joined(separator: ", ")).")
+        guard let role = AccessRole(rawValue: request.role), role != .channel else {
+            throw AccessError.invalid(
+                field: "role",
+                detail: "role must be one of \(AccessRole.allCases.filter { $0 != .channel }.map(\.rawValue).joined(separator: ", ")) (a channel key is made with its channel).")
         }
         let userID = try Self.identifier(request.userID, field: "user_id")
         let delivererID = try Self.identifier(request.delivererID, field: "deliverer_id")
@@ -346,7 +348,7 @@ public final class AccessService: Sendable {
         let key = APIKey(
             id: ids.make(), name: old.name, role: old.role, userID: old.userID, delivererID: old.delivererID,
             prefix: String(secret.prefix(KeyFormat.displayedLength)), hash: KeyFormat.hash(secret), createdAt: now,
-            expiresAt: old.expiresAt.flatMap { $0 > now ? $0 : nil }, revokedAt: nil, lastUsedAt: nil, replacedBy: nil)
+            expiresAt: old.expiresAt.flatMap { $0 > now ? $0 : nil }, revokedAt: nil, lastUsedAt: nil, replacedBy: nil, channelID: old.channelID)
         do {
             try await store.write(
                 [
@@ -362,6 +364,32 @@ public final class AccessService: Sendable {
         KernelMetrics.eventsAppended(2)
         didCommitEvents()
         return (key, secret)
+    }
+
+    /// A channel's own key (role `channel`, acting for the channel's `user_id` on that channel only),
+    /// for the transaction that creates the channel: the key, its secret (shown once) and the statements.
+    public func channelKey(channelID: String, userID: String, name: String, caller: Caller) -> (key: APIKey, secret: String, statements: [SQLStatement]) {
+        let now = clock.now()
+        let secret = KeyFormat.makeKey()
+        let key = APIKey(
+            id: ids.make(), name: String(("channel " + name).prefix(200)), role: .channel, userID: userID, delivererID: nil,
+            prefix: String(secret.prefix(KeyFormat.displayedLength)), hash: KeyFormat.hash(secret), createdAt: now, expiresAt: nil, revokedAt: nil,
+            lastUsedAt: nil, replacedBy: nil, channelID: channelID)
+        let statements = [
+            AccessSQL.insertKey(key, createdBy: caller.id),
+            audit(AuditAction.keyCreated, .success, userID: userID, caller: caller, details: ["key_id": .string(key.id), "role": "channel", "channel_id": .string(channelID)], at: now, ip: nil),
+        ] + events.append([keyEvent("access.key.created", key, caller: caller, at: now)])
+        return (key, secret, statements)
+    }
+
+    /// Revokes a channel's key (and a key that replaced it by rotation), for the transaction that deletes the channel.
+    public func revokeChannelKeys(channelID: String, caller: Caller) -> [SQLStatement] {
+        let now = clock.now()
+        return [
+            SQLStatement("UPDATE api_keys SET revoked_at = ? WHERE channel_id = ? AND revoked_at IS NULL", [.int(now.milliseconds), .text(channelID)]),
+            AccessSQL.bumpEpoch,
+            audit(AuditAction.keyRevoked, .success, userID: nil, caller: caller, details: ["channel_id": .string(channelID)], at: now, ip: nil),
+        ]
     }
 
     /// Every type this module emits, with what it means (`GET /api/events/types`).

@@ -8,11 +8,14 @@ public final class ConversationService: Sendable {
     let clock: WallClock
     /// `CONVERSATION_TTL`: idle this long, a conversation is archived.
     public let ttlSeconds: Int64
+    /// What chat bots wait for in each chat.
+    public let dialogs: ChatDialogs
 
     public init(storage: Storage, clock: WallClock, ttlSeconds: Int64 = 86_400, readStaleness: Duration = .seconds(1), didCommitEvents: @escaping @Sendable () -> Void = {}) {
         self.store = ConversationStore(storage: storage, schema: ConversationSchema(), readStaleness: readStaleness, didCommitEvents: didCommitEvents)
         self.clock = clock
         self.ttlSeconds = ttlSeconds
+        self.dialogs = ChatDialogs(storage: storage)
     }
 
     public static let migrations = ConversationSQL.migrations

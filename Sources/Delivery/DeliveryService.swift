@@ -36,7 +36,9 @@ public struct DeliveryService: Sendable {
 
     // MARK: writes
 
-    public func create(userID: String, name: String?, caller: Caller) async throws -> DeliverySession {
+    /// Opens a session. `alongside` statements commit in the same transaction (what a bot
+    /// records of the message that asked for it).
+    public func create(userID: String, name: String?, caller: Caller, alongside: (DeliverySession) -> [SQLStatement] = { _ in [] }) async throws -> DeliverySession {
         guard let userID = DeliveryAggregate.trimmedOrNil(userID), userID.count <= 128 else {
             throw DeliveryError.invalid(field: "user_id", detail: "user_id must be a non-empty string of at most 128 characters.")
         }
@@ -44,7 +46,7 @@ public struct DeliveryService: Sendable {
         if let name, name.count > 200 { throw DeliveryError.invalid(field: "name", detail: "name is longer than 200 characters.") }
         try DeliveryAccess.authorizeCreate(caller, userID: userID)
         let aggregate = DeliveryAggregate.new(id: ids.make(), userID: userID, name: name, at: clock.now(), actor: caller.id)
-        try await store.create(aggregate, output: aggregate.session)
+        try await store.create(aggregate, output: aggregate.session, alongside: alongside(aggregate.session))
         return aggregate.session
     }
 
@@ -71,20 +73,25 @@ public struct DeliveryService: Sendable {
         }, output: { _, _ in packageID })
     }
 
-    public func reuse(_ sessionID: String, userID: String, caller: Caller) async throws -> DeliverySession {
+    public func reuse(
+        _ sessionID: String, userID: String, caller: Caller, alongside: @escaping @Sendable (DeliverySession) -> [SQLStatement] = { _ in [] }
+    ) async throws -> DeliverySession {
         guard DeliveryAggregate.trimmedOrNil(userID) != nil else {
             throw DeliveryError.invalid(field: "user_id", detail: "user_id is required.")
         }
         let clock = clock
-        return try await store.update(sessionID, { aggregate in
+        return try await store.update(sessionID, alongside: alongside, { aggregate in
             try aggregate.authorize(caller, .manage)
             try aggregate.reuse(by: userID, at: clock.now(), actor: caller.id)
         }, output: { _, aggregate in aggregate.session })
     }
 
-    public func start(_ sessionID: String, deliverers: [NewDeliverer], assignments: [String: String], caller: Caller) async throws -> DeliverySession {
+    public func start(
+        _ sessionID: String, deliverers: [NewDeliverer], assignments: [String: String], caller: Caller,
+        alongside: @escaping @Sendable (DeliverySession) -> [SQLStatement] = { _ in [] }
+    ) async throws -> DeliverySession {
         let clock = clock
-        return try await store.update(sessionID, { aggregate in
+        return try await store.update(sessionID, alongside: alongside, { aggregate in
             try aggregate.authorize(caller, .manage)
             try aggregate.start(deliverers: deliverers, assignments: assignments, at: clock.now(), actor: caller.id)
         }, output: { _, aggregate in aggregate.session })
@@ -121,9 +128,11 @@ public struct DeliveryService: Sendable {
 
     public enum Transition: Sendable { case pause, resume, complete, archive }
 
-    public func transition(_ sessionID: String, _ transition: Transition, caller: Caller) async throws -> DeliverySession {
+    public func transition(
+        _ sessionID: String, _ transition: Transition, caller: Caller, alongside: @escaping @Sendable (DeliverySession) -> [SQLStatement] = { _ in [] }
+    ) async throws -> DeliverySession {
         let clock = clock
-        return try await store.update(sessionID, { aggregate in
+        return try await store.update(sessionID, alongside: alongside, { aggregate in
             try aggregate.authorize(caller, .manage)
             let now = clock.now()
             switch transition {

@@ -1,4 +1,5 @@
 import Access
+import Channels
 import Conversations
 import Delivery
 import Events
@@ -13,7 +14,7 @@ import Webhooks
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
 public let allMigrations: [Migration] =
     IdempotencyStore.migrations + EventLog.migrations + DeliveryService.migrations + AccessService.migrations + WebhookService.migrations
-    + ConversationService.migrations + ScanService.migrations
+    + ConversationService.migrations + ScanService.migrations + ChannelService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
 /// Application out. It opens the database (SQLite opens its file here; PostgreSQL's pool connects
@@ -65,11 +66,23 @@ public func buildApplication(
         ],
         clock: clock, ids: ids, wakeUp: wakeUp)
     let eventTypes = DeliveryEvents.types + ScanService.eventTypes + AccessService.eventTypes + WebhookEvents.types + ConversationEvents.types
+        + ChannelEvents.types
     let webhooks = try WebhookService(
         storage: storage, clock: clock, ids: ids, configuration: configuration.webhooks, knownTypes: eventTypes.map(\.type), logger: logger,
         didCommitEvents: feed.wake)
     let webhookDelivery = WebhookDelivery(service: webhooks, name: "webhooks-" + ids.make())
     feed.onEvents { _ in webhookDelivery.dispatcher.wake() }
+
+    // Bot channels: the delivery bot in chat, over the delivery, scanning and conversations services.
+    let channels = ChannelService(
+        storage: storage, clock: clock, ids: ids, access: access, configuration: configuration.channels,
+        connector: TelegramConnector(base: configuration.channels.telegramAPIURL, box: configuration.channels.secretBox), didCommitEvents: feed.wake)
+    let bot = DeliveryBot(channels: channels, delivery: delivery, scanning: scanning, dialogs: conversations.dialogs)
+    let channelRuntime = ChannelRuntime(service: channels, handler: bot, node: "node-" + ids.make(), logger: logger)
+    let notifier = SessionNotifier(channels: channels, delivery: delivery, logger: logger, onMessages: channelRuntime.wake)
+    feed.onEvents { events in
+        if events.contains(where: { $0.type == "delivery.session.started" || $0.type == "delivery.session.completed" }) { notifier.wake() }
+    }
 
     let router = Router(context: SessiondRequestContext.self)
     // Outermost first: id and log line, request metrics, errors to problem+json, the route's policy (body limit,
@@ -91,6 +104,7 @@ public func buildApplication(
     WebhookRoutes(service: webhooks).register(on: router, routes: routes)
     ConversationRoutes(service: conversations).register(on: router, routes: routes)
     ScanRoutes(service: scanning, maxImageBytes: configuration.scanning.maxImageBytes).register(on: router, routes: routes)
+    ChannelRoutes(service: channels).register(on: router, routes: routes)
 
     var app = Application(
         router: router,
@@ -105,6 +119,8 @@ public func buildApplication(
             SubmissionWorker(
                 service: submissions, wakeUps: wakeUps, name: "worker-" + ids.make(), leaseSeconds: configuration.access.submissionLeaseSeconds,
                 logger: logger),
+            channelRuntime,
+            notifier,
         ] + webhookDelivery.services,
         logger: logger)
     app.beforeServerStarts {

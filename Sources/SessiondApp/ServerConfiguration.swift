@@ -1,4 +1,5 @@
 import Access
+import Channels
 import Kernel
 import Logging
 import Webhooks
@@ -38,6 +39,8 @@ public struct ServerConfiguration: Sendable {
     public var webhooks = WebhookConfiguration()
     /// Label photos: the largest taken, in bytes and in pixels, and the time one may take.
     public var scanning = ScanningConfiguration()
+    /// Bot channels: the Bot API's address, the key that seals tokens, polling, backoff and lease.
+    public var channels = ChannelsConfiguration()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host
@@ -111,8 +114,30 @@ public struct ServerConfiguration: Sendable {
         configuration.access = access(environment, &problems)
         configuration.webhooks = webhooks(environment, &problems)
         configuration.scanning = scanning(environment, &problems)
+        configuration.channels = channels(environment, publicBaseURL: configuration.access.publicBaseURL, &problems)
         if !problems.isEmpty { throw ConfigurationError(problems) }
         return configuration
+    }
+
+    /// `TELEGRAM_API_URL`, `CHANNELS_SECRET_KEY` (32 bytes in base64), `TELEGRAM_POLL_TIMEOUT`, `CHANNEL_MAX_BACKOFF`,
+    /// `CHANNEL_LEASE_TTL` (seconds); `PUBLIC_BASE_URL` as the access settings read it.
+    static func channels(_ environment: [String: String], publicBaseURL: String?, _ problems: inout [String]) -> ChannelsConfiguration {
+        var channels = ChannelsConfiguration(publicBaseURL: publicBaseURL)
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 } }
+        if let url = value("TELEGRAM_API_URL") {
+            if url.hasPrefix("http://") || url.hasPrefix("https://") { channels.telegramAPIURL = url } else { problems.append("TELEGRAM_API_URL: \(url) is not an http:// or https:// URL") }
+        }
+        if let key = value("CHANNELS_SECRET_KEY") {
+            if let box = try? SecretBox(base64: key) { channels.secretBox = box } else { problems.append("CHANNELS_SECRET_KEY: must be 32 bytes in base64, as `openssl rand -base64 32` prints (the value is not shown)") }
+        }
+        func seconds(_ name: String, _ range: ClosedRange<Int>, _ apply: (Int) -> Void) {
+            guard let text = value(name) else { return }
+            if let number = Int(text), range.contains(number) { apply(number) } else { problems.append("\(name): \(text) is not a number of seconds from \(range.lowerBound) to \(range.upperBound)") }
+        }
+        seconds("TELEGRAM_POLL_TIMEOUT", 0...50) { channels.pollTimeoutSeconds = $0 }
+        seconds("CHANNEL_MAX_BACKOFF", 1...3600) { channels.maxBackoffSeconds = $0 }
+        seconds("CHANNEL_LEASE_TTL", 2...600) { channels.leaseTTLSeconds = $0 }
+        return channels
     }
 
     /// `SCAN_MAX_BYTES`, `SCAN_MAX_PIXELS`, `SCAN_TIME_BUDGET` (a duration), `SCAN_TESSDATA` (a directory).

@@ -11,6 +11,7 @@ extension APIKey {
             "revoked_at": revokedAt.map { .string($0.rfc3339) } ?? .null, "replaced_by": replacedBy.map(JSONValue.string) ?? .null,
         ]
         if let secret { object["key"] = .string(secret) }
+        if let channelID { object["channel_id"] = .string(channelID) }
         return .object(object)
     }
 }

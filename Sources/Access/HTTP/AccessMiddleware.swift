@@ -68,6 +68,10 @@ public struct AccessMiddleware: RouterMiddleware {
         }
         context.caller = caller
         do {
+            // A channel's own key works on its channel's routes only (the channels module answers 404 for another channel).
+            if caller.role == AccessRole.channel.rawValue, !(request.uri.path == "/api/channels" || request.uri.path.hasPrefix("/api/channels/")) {
+                throw AccessError.forbidden("A channel key is only for /api/channels/{its channel}.")
+            }
             var response = try await next(request, context)
             if let limit { Self.addLimitHeaders(&response.headers, limit) }
             return response

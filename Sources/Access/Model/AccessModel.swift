@@ -26,12 +26,15 @@ public struct APIKey: Sendable, Equatable {
     public var lastUsedAt: Timestamp?
     /// Set when the key was rotated: the key that replaced it.
     public var replacedBy: String?
+    /// A `channel` key's channel (the channels module makes these keys with their channel).
+    public var channelID: String? = nil
 
     public var revoked: Bool { revokedAt != nil }
 
     /// The principal this key authenticates.
     public var caller: Caller {
         var caller = Caller.principal(kind: .apiKey, credentialID: id, role: role, userID: userID, delivererID: delivererID)
+        if let channelID { caller.scopes["channel_id"] = channelID }
         caller.expiresAt = expiresAt
         return caller
     }

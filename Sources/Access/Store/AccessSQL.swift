@@ -101,12 +101,13 @@ enum AccessSQL {
                 "CREATE TABLE access_epoch (id INTEGER PRIMARY KEY, epoch BIGINT NOT NULL)",
                 "INSERT INTO access_epoch (id, epoch) VALUES (1, 0)",
             ]),
+        Migration(version: 203, name: "access: a channel key's channel", shared: ["ALTER TABLE api_keys ADD COLUMN channel_id TEXT"]),
     ]
 
     /// Bumped in the transaction of every revocation, so that servers caching credentials notice.
     static let bumpEpoch = SQLStatement("UPDATE access_epoch SET epoch = epoch + 1 WHERE id = 1")
 
-    static let keyColumns = "key_id, name, role, user_id, deliverer_id, prefix, key_hash, created_at, expires_at, revoked_at, last_used_at, replaced_by"
+    static let keyColumns = "key_id, name, role, user_id, deliverer_id, prefix, key_hash, created_at, expires_at, revoked_at, last_used_at, replaced_by, channel_id"
 
     static func key(_ row: SQLRow) throws -> APIKey {
         APIKey(
@@ -115,19 +116,20 @@ enum AccessSQL {
             hash: try row.string(6), createdAt: Timestamp(milliseconds: try row.int(7)),
             expiresAt: try row.optionalInt(8).map(Timestamp.init(milliseconds:)),
             revokedAt: try row.optionalInt(9).map(Timestamp.init(milliseconds:)),
-            lastUsedAt: try row.optionalInt(10).map(Timestamp.init(milliseconds:)), replacedBy: try row.optionalString(11))
+            lastUsedAt: try row.optionalInt(10).map(Timestamp.init(milliseconds:)), replacedBy: try row.optionalString(11),
+            channelID: try row.optionalString(12))
     }
 
     static func insertKey(_ key: APIKey, createdBy: String?) -> SQLStatement {
         SQLStatement(
             """
-            INSERT INTO api_keys (key_id, name, role, user_id, deliverer_id, prefix, key_hash, created_at, expires_at, created_by)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO api_keys (key_id, name, role, user_id, deliverer_id, prefix, key_hash, created_at, expires_at, created_by, channel_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(key.id), .text(key.name), .text(key.role.rawValue), SQLValue(key.userID), SQLValue(key.delivererID),
                 .text(key.prefix), .text(key.hash), .int(key.createdAt.milliseconds), SQLValue(key.expiresAt?.milliseconds),
-                SQLValue(createdBy),
+                SQLValue(createdBy), SQLValue(key.channelID),
             ])
     }
 

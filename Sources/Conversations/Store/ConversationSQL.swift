@@ -41,7 +41,20 @@ enum ConversationSQL {
                     PRIMARY KEY (conversation_id, seq)
                 )
                 """,
-            ])
+            ]),
+        Migration(
+            version: 402, name: "what a chat bot waits for in each chat",
+            shared: [
+                """
+                CREATE TABLE chat_dialogs (
+                    channel TEXT NOT NULL,
+                    chat TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    PRIMARY KEY (channel, chat)
+                )
+                """
+            ]),
     ]
 
     static let columns = """

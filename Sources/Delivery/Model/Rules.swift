@@ -70,6 +70,12 @@ public struct NewDeliverer: Sendable, Decodable {
         baseSalaryCents = try container.decodeCents(forKey: .baseSalaryCents)
         commissionPerDeliveryCents = try container.decodeCents(forKey: .commissionPerDeliveryCents)
     }
+    public init(delivererID: String, name: String?, baseSalaryCents: Int64, commissionPerDeliveryCents: Int64) {
+        self.delivererID = delivererID
+        self.name = name
+        self.baseSalaryCents = baseSalaryCents
+        self.commissionPerDeliveryCents = commissionPerDeliveryCents
+    }
 }
 
 /// Which package a delivery call is about: by id or by barcode.

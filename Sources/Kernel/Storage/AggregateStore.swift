@@ -95,13 +95,13 @@ public final class AggregateStore<Schema: AggregateSchema>: Sendable {
 
     // MARK: create
 
-    /// Saves a new aggregate with its events; `output` is what the caller answers (stored as the
-    /// idempotent answer in the same transaction when the request has a key).
-    public func create<Output: Sendable>(_ aggregate: Aggregate, output: Output) async throws {
+    /// Saves a new aggregate with its events and the `alongside` statements; `output` is what the
+    /// caller answers (stored as the idempotent answer in the same transaction when the request has a key).
+    public func create<Output: Sendable>(_ aggregate: Aggregate, output: Output, alongside: [SQLStatement] = []) async throws {
         let slot = IdempotencySlot.current
         let emitted = schema.events(from: nil, to: aggregate)
         let answer = slot?.answer(for: output)
-        let statements = schema.changes(from: nil, to: aggregate) + events.append(emitted) + (answer.map { [$0.statement] } ?? [])
+        let statements = schema.changes(from: nil, to: aggregate) + events.append(emitted) + alongside + (answer.map { [$0.statement] } ?? [])
         switch storage {
         case .sqlite(let db):
             try await db.write { connection in

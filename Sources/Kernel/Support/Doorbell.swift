@@ -3,7 +3,7 @@ import Synchronization
 /// Wakes one waiting loop (new messages: one worker claims them, and wakes the next if there
 /// were more than it could take); a ring while nobody waits is kept for the next waiter, so no
 /// ring is lost between two checks.
-final class Doorbell: Sendable {
+public final class Doorbell: Sendable {
     private struct State {
         var rung = false
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
@@ -11,7 +11,9 @@ final class Doorbell: Sendable {
     }
     private let state = Mutex(State())
 
-    func ring() {
+    public init() {}
+
+    public func ring() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard let first = state.waiters.keys.min() else {
                 state.rung = true
@@ -23,7 +25,7 @@ final class Doorbell: Sendable {
     }
 
     /// Returns when rung, or after `timeout`, or when the task is cancelled.
-    func wait(for timeout: Duration) async {
+    public func wait(for timeout: Duration) async {
         let id = state.withLock { state -> Int? in
             if state.rung {
                 state.rung = false
