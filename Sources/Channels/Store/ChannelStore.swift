@@ -94,25 +94,16 @@ struct ChannelStore: Sendable {
 
     // MARK: status
 
-    /// Records a new status (nothing when it is already that status and error text).
+    /// Records a new status (`since` moves only when the status changes); an error also records its
+    /// text and time and counts in `errors`.
     func setStatus(_ id: String, _ status: Channel.Status, error: String?, at now: Timestamp) -> [SQLStatement] {
-        var statements = [
-            SQLStatement(
-                """
-                UPDATE channels SET since = CASE WHEN status = ? THEN since ELSE ? END, status = ?, updated_at = ?,
-                    last_error = CASE WHEN ? IS NULL THEN last_error ELSE ? END,
-                    last_error_at = CASE WHEN ? IS NULL THEN last_error_at ELSE ? END
-                WHERE channel_id = ?
-                """,
-                [
-                    .text(status.rawValue), .int(now.milliseconds), .text(status.rawValue), .int(now.milliseconds), SQLValue(error), SQLValue(error),
-                    SQLValue(error), .int(now.milliseconds), .text(id),
-                ])
-        ]
-        if error != nil {
-            statements.append(SQLStatement("UPDATE channels SET errors = errors + 1 WHERE channel_id = ?", [.text(id)]))
+        var sets = "since = CASE WHEN status = ? THEN since ELSE ? END, status = ?, updated_at = ?"
+        var binds: [SQLValue] = [.text(status.rawValue), .int(now.milliseconds), .text(status.rawValue), .int(now.milliseconds)]
+        if let error {
+            sets += ", last_error = ?, last_error_at = ?, errors = errors + 1"
+            binds += [.text(error), .int(now.milliseconds)]
         }
-        return statements
+        return [SQLStatement("UPDATE channels SET \(sets) WHERE channel_id = ?", binds + [.text(id)])]
     }
 
     func countError(_ id: String) async throws {

@@ -1,0 +1,202 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Kernel
+import SessiondApp
+import Testing
+
+/// The delivery bot end to end: the real server, a local fake of the Telegram Bot API on
+/// 127.0.0.1, an owner and two deliverers scripted in chat; then the HTTP API must show exactly
+/// the session they ran.
+@Suite("Channels: the delivery bot in chat")
+struct BotFlowTests {
+    static let secretKey = SecretBox.generateKey()
+
+    /// The channels module pointed at the fake, with short polls, leases and backoff.
+    static func configure(_ fake: FakeTelegram) -> @Sendable (inout ServerConfiguration) -> Void {
+        let url = fake.url
+        return { configuration in
+            configuration.channels.telegramAPIURL = url
+            configuration.channels.secretBox = try? SecretBox(base64: secretKey)
+            configuration.channels.pollTimeoutSeconds = 1
+            configuration.channels.leaseTTLSeconds = 3
+            configuration.channels.maxBackoffSeconds = 2
+            configuration.access.publicBaseURL = "http://sessiond.test"
+            configuration.channels.publicBaseURL = "http://sessiond.test"
+        }
+    }
+
+    static func eventually<T>(seconds: Double = 20, _ what: String, _ probe: () async throws -> T, until done: (T) -> Bool) async throws -> T {
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            let value = try await probe()
+            if done(value) { return value }
+            if Date() > deadline { throw FakeTelegram.Timeout(detail: "waited for \(what); last: \(value)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    static func createChannel(_ client: any TestClientProtocol, token: String, user: String, mode: String = "polling", value: Int64 = 1000) async throws -> JSONValue {
+        try await client.json(
+            .post, "/api/channels",
+            body(["kind": "telegram", "name": "Entregas", "user_id": .string(user), "token": .string(token), "mode": .string(mode), "default_package_value_cents": .int(value)]),
+            expect: .created)
+    }
+
+    static func connect(_ client: any TestClientProtocol, _ id: String) async throws {
+        try await client.json(.post, "/api/channels/\(id)/connect")
+        try await eventually("the channel to connect", { try await client.json(.get, "/api/channels/\(id)/status") }, until: { $0["status"]?.string == "connected" })
+    }
+
+    /// The token in a `https://t.me/<bot>?start=<token>` link inside `text`.
+    static func startToken(in text: String) -> String? {
+        guard let range = text.range(of: "?start=") else { return nil }
+        return String(text[range.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
+    }
+
+    @Test("an owner and two deliverers run a whole session in chat, and the API shows exactly that session")
+    func wholeSession() async throws {
+        try await withFakeTelegram { fake in
+            let token = fake.addBot(id: 7001, username: "entregas_bot")
+            try await withApp(configure: Self.configure(fake)) { client, _ in
+                let owner = FakeTelegram.Person(id: 501, firstName: "Olga", username: "olga")
+                let ana = FakeTelegram.Person(id: 601, firstName: "Ana", username: "ana")
+                let bruno = FakeTelegram.Person(id: 602, firstName: "Bruno", username: nil)
+                let stranger = FakeTelegram.Person(id: 999, firstName: "Zé", username: nil)
+
+                let channel = try await Self.createChannel(client, token: token, user: "owner-tg")
+                let id = try #require(channel["channel_id"]?.string)
+                #expect(channel["api_key"]?.string?.hasPrefix("sdk_") == true)
+                #expect(!channel.canonicalText().contains(token))
+                // The bot's username is known only once Telegram was reached.
+                try await client.json(.post, "/api/channels/\(id)/invites", body(["role": "owner"]), expect: .conflict)
+                try await Self.connect(client, id)
+                #expect(try await client.json(.get, "/api/channels/\(id)")["bot"]?["username"]?.string == "entregas_bot")
+
+                // The owner links through an invite made over the API; Ana through /convidar in chat; Bruno over the API.
+                let ownerInvite = try await client.json(.post, "/api/channels/\(id)/invites", body(["role": "owner"]), expect: .created)
+                #expect(ownerInvite["url"]?.string?.hasPrefix("https://t.me/entregas_bot?start=") == true)
+                fake.text(token, from: owner, "/start " + (ownerInvite["token"]?.string ?? ""))
+                _ = try await fake.message(to: owner.id, containing: "administra")
+                fake.text(token, from: stranger, "oi")
+                _ = try await fake.message(to: stranger.id, containing: "privado")
+
+                fake.text(token, from: owner, "/convidar Ana 80 2,50")
+                let invitePhoto = try await fake.waitForSent("the invite's QR photo") { $0.contains { $0.method == "sendPhoto" } }.first { $0.method == "sendPhoto" }!
+                #expect(invitePhoto.photo?.prefix(4) == [0x89, 0x50, 0x4E, 0x47])
+                let anaToken = try #require(Self.startToken(in: invitePhoto.text))
+                fake.text(token, from: ana, "/start \(anaToken)")
+                _ = try await fake.message(to: ana.id, containing: "entregador")
+                // A used invite links nobody.
+                fake.text(token, from: stranger, "/start \(anaToken)")
+                _ = try await fake.message(to: stranger.id, containing: "não vale mais")
+
+                let brunoInvite = try await client.json(
+                    .post, "/api/channels/\(id)/invites",
+                    body(["role": "deliverer", "deliverer_id": "d-bruno", "name": "Bruno", "base_salary_cents": 5000, "commission_per_delivery_cents": 300]),
+                    expect: .created)
+                fake.text(token, from: bruno, "/start " + (brunoInvite["token"]?.string ?? ""))
+                _ = try await fake.message(to: bruno.id, containing: "entregador")
+                let links = try await client.json(.get, "/api/channels/\(id)/links")["items"]!.array
+                #expect(links.count == 3)
+                #expect(links.contains { $0["deliverer_id"]?.string == "d-bruno" && $0["telegram_user_id"]?.int == 602 && $0["chat_id"]?.int == 602 })
+
+                // The menu, exactly.
+                fake.text(token, from: owner, "/sessions")
+                let menu = try await fake.message(to: owner.id, containing: "O que você quer fazer")
+                #expect(Set(menu.buttons.map(\.text)) == ["➕ Nova Sessão", "📂 Minhas Sessões", "🔄 Reutilizar", "📊 Dashboard"])
+                fake.press(token, from: owner, data: menu.buttons.first { $0.text == "➕ Nova Sessão" }!.data, on: menu.messageID)
+                _ = try await fake.message(to: owner.id, containing: "aberta")
+
+                // Barcodes, one per line, with and without values; duplicates named, not added.
+                fake.text(token, from: owner, "BR001\nBR002 12,50\n\nBR003 R$ 1250,00\nBR001")
+                let added = try await fake.message(to: owner.id, containing: "adicionados")
+                #expect(added.text.contains("3 pacotes adicionados"))
+                #expect(added.text.contains("BR001"))
+                fake.text(token, from: owner, "BR002\nBR004 8\nBR005 7.5")
+                let second = try await fake.message(to: owner.id, containing: "2 pacotes adicionados")
+                #expect(second.text.contains("Duplicado") && second.text.contains("BR002"))
+
+                // Start: nobody picked → nothing starts; then both.
+                fake.text(token, from: owner, "/start_session")
+                let picker = try await fake.message(to: owner.id, containing: "Quem vai entregar")
+                #expect(picker.buttons.contains { $0.text == "▶️ Iniciar" })
+                let anaButton = try #require(picker.buttons.first { $0.text.contains("Ana") })
+                let brunoButton = try #require(picker.buttons.first { $0.text.contains("Bruno") })
+                fake.press(token, from: owner, data: "go", on: picker.messageID)
+                _ = try await fake.message(to: owner.id, containing: "Selecione ao menos um")
+                fake.press(token, from: owner, data: anaButton.data, on: picker.messageID)
+                fake.press(token, from: owner, data: brunoButton.data, on: picker.messageID)
+                fake.press(token, from: owner, data: "go", on: picker.messageID)
+                _ = try await fake.message(to: owner.id, containing: "iniciada com 2 entregadores")
+
+                // Each deliverer gets one message per package assigned, with the two buttons.
+                let sessions = try await client.json(.get, "/api/sessions/user/owner-tg")
+                let sessionID = try #require(sessions["sessions"]?[0]?["session_id"]?.string ?? sessions["items"]?[0]?["session_id"]?.string)
+                let packageMessages = try await fake.waitForSent("5 package messages") { sent in
+                    sent.filter { $0.buttons.contains { $0.text == "✅ Entregue" } && $0.buttons.contains { $0.text == "❌ Falhou" } }.count == 5
+                }.filter { $0.buttons.contains { $0.text == "✅ Entregue" } }
+                let forAna = packageMessages.filter { $0.chatID == ana.id }
+                let forBruno = packageMessages.filter { $0.chatID == bruno.id }
+                #expect(forAna.count + forBruno.count == 5 && !forAna.isEmpty && !forBruno.isEmpty)
+
+                // Ana delivers hers (one pressed twice); Bruno fails one with a reason and delivers the rest.
+                for message in forAna {
+                    fake.press(token, from: ana, data: message.buttons.first { $0.text == "✅ Entregue" }!.data, on: message.messageID)
+                }
+                fake.press(token, from: ana, data: forAna[0].buttons.first { $0.text == "✅ Entregue" }!.data, on: forAna[0].messageID)
+                let failing = forBruno[0]
+                fake.press(token, from: bruno, data: failing.buttons.first { $0.text == "❌ Falhou" }!.data, on: failing.messageID)
+                _ = try await fake.message(to: bruno.id, containing: "motivo")
+                fake.text(token, from: bruno, "  Cliente ausente  ")
+                _ = try await fake.message(to: bruno.id, containing: "Anotado")
+                for message in forBruno.dropFirst() {
+                    fake.press(token, from: bruno, data: message.buttons.first { $0.text == "✅ Entregue" }!.data, on: message.messageID)
+                }
+
+                // The session completes by itself; the owner gets the money summary.
+                let summary = try await fake.message(to: owner.id, containing: "concluída")
+                let session = try await client.json(.get, "/api/sessions/\(sessionID)")
+                #expect(session["status"]?.string == "completed")
+                #expect(session["packages_total"]?.int == 5)
+                #expect(session["packages_delivered"]?.int == 4)
+                #expect(session["packages_failed"]?.int == 1)
+                let packages = session["packages"]!.array
+                let failedBarcode = failing.text.replacingOccurrences(of: "📦 ", with: "").components(separatedBy: "\n")[0]
+                let failed = packages.first { $0["delivery_status"]?.string == "failed" }
+                #expect(failed?["barcode"]?.string == failedBarcode, "\(failing.text)")
+                #expect(failed?["failure_reason"]?.string == "Cliente ausente")
+                let values = Dictionary(uniqueKeysWithValues: packages.map { ($0["barcode"]?.string ?? "", $0["value_cents"]?.int ?? -1) })
+                #expect(values == ["BR001": 1000, "BR002": 1250, "BR003": 125_000, "BR004": 800, "BR005": 750])
+                let revenue = session["total_revenue_cents"]?.int ?? 0
+                #expect(summary.text.contains("Receita: " + Self.reais(revenue)))
+                #expect(summary.text.contains("Lucro: " + Self.reais(session["total_profit_cents"]?.int ?? 0)))
+                let delivererIDs = session["deliverers"]!.array.compactMap { $0["deliverer_id"]?.string }
+                #expect(delivererIDs.contains("d-bruno"))
+
+                // Every button press was answered once.
+                // Owner: new session, go, two picks, go; Ana: each of hers and one again; Bruno: ❌ once and ✅ for the rest.
+                let presses = 5 + (forAna.count + 1) + forBruno.count
+                try await fake.waitForCalls("every press answered") { $0.filter { $0.method == "answerCallbackQuery" }.count == presses }
+                let stats = try await client.json(.get, "/api/channels/\(id)/stats")
+                #expect(stats["messages_out"]?.int == Int64(fake.sent.count))
+                #expect((stats["updates_in"]?.int ?? 0) >= 20)
+                // No secret ever went out: not in responses, events, or messages.
+                let events = try await client.json(.get, "/api/events?limit=500")
+                #expect(!events.canonicalText().contains(token))
+                #expect(!fake.sent.contains { $0.text.contains(token) })
+            }
+        }
+    }
+
+    static func reais(_ cents: Int64) -> String {
+        let sign = cents < 0 ? "-" : ""
+        let whole = String(abs(cents) / 100)
+        var grouped = ""
+        for (index, digit) in whole.enumerated() {
+            if index > 0 && (whole.count - index) % 3 == 0 { grouped.append(".") }
+            grouped.append(digit)
+        }
+        return "\(sign)R$\u{00A0}\(grouped),\(String(format: "%02d", abs(cents) % 100))"
+    }
+}
