@@ -41,6 +41,9 @@ public final class ChannelService: Sendable {
 
     func wake() { wakeRuntime.withLock { $0 }?() }
 
+    /// Drops the kept `getWebhookInfo` answer (the webhook was just set or deleted).
+    func forgetWebhookInfo(_ id: String) { webhookInfo.withLock { $0[id] = nil } }
+
     // MARK: who
 
     /// Deliverer keys (and any role this module does not know) get 403 on every channel route.
@@ -339,6 +342,7 @@ public final class ChannelService: Sendable {
         _ = try await managed(id, caller)
         let now = clock.now()
         // A new generation: a running connection starts again at once (backoff and a refused token forgotten).
+        forgetWebhookInfo(id)
         try await storage.write([
             SQLStatement(
                 """
@@ -366,6 +370,7 @@ public final class ChannelService: Sendable {
         wake()
         if channel.mode == .webhook, let row = try await store.runtimeRow(id) {
             _ = try? await connector.with(row) { client in try await client.call("deleteWebhook", BotAPI.DeleteWebhook(), as: BotAPI.Ignored.self) }
+            forgetWebhookInfo(id)
         }
         return try await status(id, caller: caller)
     }

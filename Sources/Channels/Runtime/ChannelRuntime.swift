@@ -226,6 +226,7 @@ final class ChannelConnection: Sendable {
                             return
                         }
                         _ = try await client.call("setWebhook", BotAPI.SetWebhook(url: url, secretToken: secret), as: BotAPI.Ignored.self)
+                        service.forgetWebhookInfo(id)
                     }
                     reached = true
                     backoff = 1
