@@ -80,7 +80,11 @@ public struct ScanService: Sendable {
         return try await targets.session(sessionID, intent: intent, delivererID: delivererID, caller: caller)
     }
 
-    public func scan(_ sessionID: String, intent: ScanIntent, delivererID: String?, image: [UInt8], caller: Caller) async throws -> ScanAnswer {
+    /// Reads a photo and acts on it as `intent` says; an added package is worth `valueCents` (the
+    /// delivery rules' default when nil).
+    public func scan(
+        _ sessionID: String, intent: ScanIntent, delivererID: String?, image: [UInt8], caller: Caller, valueCents: Int64? = nil
+    ) async throws -> ScanAnswer {
         let delivererID = delivererID.flatMap { $0.isEmpty ? nil : $0 }
         let session = try await session(sessionID, intent: intent, delivererID: delivererID, caller: caller)
         let slot = IdempotencySlot.current
@@ -135,7 +139,7 @@ public struct ScanService: Sendable {
         do {
             switch (intent, attempt.barcode, matched) {
             case (.add, let barcode?, _):
-                let result = try await targets.add(barcode, to: sessionID, existing: matched, caller: caller) { package, duplicate in
+                let result = try await targets.add(barcode, valueCents: valueCents, to: sessionID, existing: matched, caller: caller) { package, duplicate in
                     var attempt = base
                     attempt.packageID = package.id
                     attempt.outcome = duplicate ? "duplicate" : "added"

@@ -45,11 +45,11 @@ public protocol ScanTargets: Sendable {
     /// one and the right to mark for `delivererID`).
     func session(_ sessionID: String, intent: ScanIntent, delivererID: String?, caller: Caller) async throws -> ScanSession
 
-    /// Adds `barcode` as a package; answers the package (the existing one when it is a duplicate:
+    /// Adds `barcode` as a package (worth `valueCents` when given); answers the package (the existing one when it is a duplicate:
     /// `existing`, the session's package with that barcode when the scan began, if any).
     /// `alongside` statements commit in the change's transaction.
     func add(
-        _ barcode: String, to sessionID: String, existing: ScanPackage?, caller: Caller,
+        _ barcode: String, valueCents: Int64?, to sessionID: String, existing: ScanPackage?, caller: Caller,
         alongside: @escaping @Sendable (ScanPackage, _ duplicate: Bool) -> [SQLStatement]
     ) async throws -> (package: ScanPackage, duplicate: Bool)
 

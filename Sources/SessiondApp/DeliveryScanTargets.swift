@@ -27,10 +27,10 @@ struct DeliveryScanTargets: ScanTargets {
     }
 
     func add(
-        _ barcode: String, to sessionID: String, existing: ScanPackage?, caller: Caller,
+        _ barcode: String, valueCents: Int64?, to sessionID: String, existing: ScanPackage?, caller: Caller,
         alongside: @escaping @Sendable (ScanPackage, _ duplicate: Bool) -> [SQLStatement]
     ) async throws -> (package: ScanPackage, duplicate: Bool) {
-        let outcome = try await delivery.addPackages(sessionID, [NewPackage(barcode: barcode)], caller: caller) { outcome in
+        let outcome = try await delivery.addPackages(sessionID, [NewPackage(barcode: barcode, valueCents: valueCents)], caller: caller) { outcome in
             if let added = outcome.added.first { return alongside(Self.scanPackage(added), false) }
             return existing.map { alongside($0, true) } ?? []
         }

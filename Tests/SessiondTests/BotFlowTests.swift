@@ -189,6 +189,85 @@ struct BotFlowTests {
         }
     }
 
+    /// Links a person through an API invite and waits for the welcome.
+    static func link(_ client: any TestClientProtocol, _ fake: FakeTelegram, token: String, channel: String, _ person: FakeTelegram.Person, _ invite: JSONValue) async throws {
+        let created = try await client.json(.post, "/api/channels/\(channel)/invites", body(invite), expect: .created)
+        fake.text(token, from: person, "/start " + (created["token"]?.string ?? ""))
+        _ = try await fake.message(to: person.id, containing: "Olá")
+    }
+
+    @Test("menus, label photos and a restart in the middle of a dialog: the bot continues where it was")
+    func photosMenusAndRestart() async throws {
+        let corpus = try await ScanCorpus.shared()
+        let clean = corpus.photos.filter { $0.degradation == "clean" && $0.format != "qr" }
+        try await withFakeTelegram { fake in
+            let token = fake.addBot(id: 7002, username: "fotos_bot")
+            let location = try await TestDatabase.make()
+            let owner = FakeTelegram.Person(id: 511, firstName: "Olga", username: nil)
+            let ana = FakeTelegram.Person(id: 611, firstName: "Ana", username: nil)
+            let configure = Self.configure(fake)
+            let (channelID, sessionID) = try await testApplication(on: location, configure: configure).test(.router) { client in
+                let channel = try await Self.createChannel(client, token: token, user: "owner-photo", value: 990)
+                let id = try #require(channel["channel_id"]?.string)
+                try await Self.connect(client, id)
+                try await Self.link(client, fake, token: token, channel: id, owner, ["role": "owner"])
+                try await Self.link(client, fake, token: token, channel: id, ana, ["role": "deliverer", "deliverer_id": "d-ana", "name": "Ana"])
+                // Text before any session: the bot says how to start.
+                fake.text(token, from: owner, "XYZ123")
+                _ = try await fake.message(to: owner.id, containing: "Nenhuma sessão aberta")
+                fake.press(token, from: owner, data: "menu:new")
+                _ = try await fake.message(to: owner.id, containing: "aberta!")
+                // A label photo adds its package; the same photo again is named a duplicate; a blank photo reads nothing.
+                fake.photo(token, from: owner, try corpus.bytes(clean[0].file))
+                _ = try await fake.message(to: owner.id, containing: "Li o código \(clean[0].barcode) e adicionei")
+                fake.photo(token, from: owner, try corpus.bytes(clean[0].file))
+                _ = try await fake.message(to: owner.id, containing: "já está na sessão")
+                fake.photo(token, from: owner, try corpus.badBytes("blank.jpg"))
+                _ = try await fake.message(to: owner.id, containing: "Não consegui ler")
+                fake.text(token, from: owner, "\(clean[1].barcode)")
+                _ = try await fake.message(to: owner.id, containing: "1 pacote adicionado (total: 2)")
+                // The dashboard and the listing.
+                fake.text(token, from: owner, "/session_dashboard")
+                let dashboard = try await fake.message(to: owner.id, containing: "Pendentes: 2")
+                #expect(dashboard.text.contains("R$\u{00A0}0,00"))
+                fake.press(token, from: owner, data: "menu:list")
+                _ = try await fake.message(to: owner.id, containing: "Suas sessões")
+                let sessions = try await client.json(.get, "/api/sessions/user/owner-photo")
+                let sessionID = try #require(sessions["sessions"]?[0]?["session_id"]?.string ?? sessions["items"]?[0]?["session_id"]?.string)
+                // Started over the HTTP API: Ana still gets her packages in chat.
+                try await client.json(
+                    .post, "/api/sessions/\(sessionID)/start",
+                    body(["deliverers": [["deliverer_id": "d-ana", "name": "Ana", "base_salary_cents": 1000, "commission_per_delivery_cents": 100]]]))
+                let packages = try await fake.waitForSent("Ana's two packages") { $0.filter { $0.chatID == ana.id && $0.buttons.count == 2 }.count == 2 }
+                    .filter { $0.chatID == ana.id && $0.buttons.count == 2 }
+                // Ana presses ❌ Falhou: the bot now waits for her reason …
+                let second = try #require(packages.first { $0.text.contains(clean[1].barcode) })
+                fake.press(token, from: ana, data: second.buttons.first { $0.text == "❌ Falhou" }!.data, on: second.messageID)
+                _ = try await fake.message(to: ana.id, containing: "motivo")
+                return (id, sessionID)
+            }
+            // … and the server stops and starts again before she answers.
+            try await testApplication(on: location, configure: configure).test(.router) { client in
+                fake.text(token, from: ana, "Endereço não encontrado")
+                _ = try await fake.message(to: ana.id, containing: "Anotado")
+                // Her photo of the first label delivers it (scanning intent deliver); the session completes.
+                fake.photo(token, from: ana, try corpus.bytes(clean[0].file))
+                _ = try await fake.message(to: ana.id, containing: "marcado como entregue")
+                let summary = try await fake.message(to: owner.id, containing: "concluída")
+                #expect(summary.text.contains("Receita: R$\u{00A0}9,90"))
+                let session = try await client.json(.get, "/api/sessions/\(sessionID)")
+                #expect(session["status"]?.string == "completed")
+                let failed = session["packages"]!.array.first { $0["delivery_status"]?.string == "failed" }
+                #expect(failed?["failure_reason"]?.string == "Endereço não encontrado" && failed?["barcode"]?.string == clean[1].barcode)
+                // 🔄 Reutilizar offers open sessions only: none now.
+                fake.press(token, from: owner, data: "menu:reuse")
+                _ = try await fake.message(to: owner.id, containing: "Nenhuma sessão aberta para reutilizar")
+                #expect(try await client.json(.get, "/api/channels/\(channelID)/status")["status"]?.string == "connected")
+            }
+            await TestDatabase.drop(location)
+        }
+    }
+
     static func reais(_ cents: Int64) -> String {
         let sign = cents < 0 ? "-" : ""
         let whole = String(abs(cents) / 100)

@@ -396,7 +396,9 @@ public struct DeliveryBot: UpdateHandler {
         }
         do {
             let bytes = try await context.client.download(fileID: largest.fileID, limit: channels.configuration.maxPhotoBytes)
-            let answer = try await scanning.scan(sessionID, intent: intent, delivererID: delivererID, image: Array(bytes.readableBytesView), caller: caller)
+            let answer = try await scanning.scan(
+                sessionID, intent: intent, delivererID: delivererID, image: Array(bytes.readableBytesView), caller: caller,
+                valueCents: context.channel.defaultPackageValueCents)
             if answer.found, let barcode = answer.barcode {
                 switch answer.outcome {
                 case "added": reply.say(chat, "📷 Li o código \(barcode) e adicionei o pacote.")
