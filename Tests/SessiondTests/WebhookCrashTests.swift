@@ -13,7 +13,7 @@ struct WebhookCrashTests {
         let process = Process()
         let port: Int
 
-        init(database: DatabaseLocation, port: Int) throws {
+        init(database: DatabaseLocation, port: Int, environment extra: [String: String] = [:]) throws {
             self.port = port
             process.executableURL = SessiondBinary.url
             process.arguments = ["serve", "--port", String(port), "--database", SessiondBinary.databaseArgument(database)]
@@ -25,6 +25,7 @@ struct WebhookCrashTests {
             environment["LOG_LEVEL"] = "critical"
             environment["RATE_LIMIT_PER_SECOND"] = "0"
             environment["DATABASE_POOL_SIZE"] = "4"
+            environment.merge(extra) { _, new in new }
             process.environment = environment
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CoreMetrics
 import Foundation
 import Kernel
 import Logging
@@ -148,6 +149,9 @@ final class ChannelConnection: Sendable {
             return
         }
         let fence = ChannelStore.fence(id, generation: lease)
+        let holding = Gauge(label: "sessiond_channel_polling", dimensions: [("channel_id", id)])
+        holding.record(1)
+        defer { holding.record(0) }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.renew(lease) }
             group.addTask { await self.intake(row, client: client, fence: fence) }
@@ -289,6 +293,7 @@ final class ChannelConnection: Sendable {
                             update, channel: current, client: client,
                             finish: [ChannelSQL.markHandled(channelID: id, updateID: stored.updateID, error: nil, at: now), fence])
                         failures[stored.updateID] = nil
+                        Counter(label: "sessiond_channel_updates_total", dimensions: [("result", "handled")]).increment()
                     } catch StorageError.conflict {
                         return  // handled elsewhere, or the lease is gone
                     } catch {
@@ -297,6 +302,7 @@ final class ChannelConnection: Sendable {
                         failures[stored.updateID] = count
                         logger.warning("channels: an update failed", metadata: ["channel_id": .string(id), "update_id": "\(stored.updateID)", "error": "\(error)"])
                         if count >= 3 {
+                            Counter(label: "sessiond_channel_updates_total", dimensions: [("result", "failed")]).increment()
                             try await service.storage.write([ChannelSQL.markHandled(channelID: id, updateID: stored.updateID, error: "\(error)", at: now), fence])
                             failures[stored.updateID] = nil
                         } else {
@@ -352,6 +358,8 @@ final class ChannelConnection: Sendable {
     func send(_ message: PendingMessage, client: TelegramClient) async {
         let now = service.clock.now()
         let statement: SQLStatement
+        var result = "sent"
+        defer { Counter(label: "sessiond_channel_messages_total", dimensions: [("result", result)]).increment() }
         do throws(TelegramFailure) {
             guard let outgoing = try? JSONDecoder().decode(OutgoingMessage.self, from: Data(message.payload.utf8)) else {
                 try? await service.storage.write([store.markFailed(message.id, error: "unreadable payload", at: now)])
@@ -364,14 +372,17 @@ final class ChannelConnection: Sendable {
             if error.countsAsDone {
                 statement = store.markSent(message.id, at: now)
             } else if let seconds = error.retryAfter {
+                result = "rate_limited"
                 let until = now.milliseconds + Int64(seconds) * 1000
                 if let chat = message.chatID { pacing.withLock { $0.block(chat: chat, until: until) } }
                 statement = store.retryLater(message.id, error: error.description, at: until)
             } else if error.isTransient {
+                result = "retried"
                 await failed(error)
                 let backoff = min(Int64(1000) << min(message.attempts, 6), Int64(configuration.maxBackoffSeconds) * 1000)
                 statement = store.retryLater(message.id, error: error.description, at: now.milliseconds + backoff)
             } else {
+                result = "failed"
                 try? await store.countError(id)
                 statement = store.markFailed(message.id, error: error.description, at: now)
             }

@@ -55,6 +55,9 @@ final class FakeTelegram: Sendable {
         var files: [String: [UInt8]] = [:]
         var webhooks: [String: (url: String, secret: String)] = [:]
         var failures: [String: [Failure]] = [:]
+        /// `getUpdates` calls in flight per token, and how often two overlapped (Telegram's 409).
+        var polling: [String: Int] = [:]
+        var conflicts = 0
         var port = 0
         var server: Task<Void, any Error>?
         var running: CheckedContinuation<Void, Never>?
@@ -65,6 +68,8 @@ final class FakeTelegram: Sendable {
     var url: String { "http://127.0.0.1:\(port)" }
     var calls: [Call] { state.withLock { $0.calls } }
     var sent: [Sent] { state.withLock { $0.sent } }
+    /// How many `getUpdates` calls met another one of the same bot still in flight.
+    var conflicts: Int { state.withLock { $0.conflicts } }
 
     /// A bot Telegram knows; its token.
     func addBot(id: Int64, username: String) -> String {
@@ -274,6 +279,16 @@ final class FakeTelegram: Sendable {
         case "getUpdates":
             if state.withLock({ $0.webhooks[token] != nil }) {
                 return Self.answer(status: 409, ["ok": false, "error_code": 409, "description": "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"])
+            }
+            // Telegram allows one long poll per bot: a second one at the same time ends with 409.
+            let overlapping = state.withLock { state -> Bool in
+                state.polling[token, default: 0] += 1
+                if state.polling[token, default: 0] > 1 { state.conflicts += 1 }
+                return state.polling[token, default: 0] > 1
+            }
+            defer { state.withLock { $0.polling[token, default: 1] -= 1 } }
+            if overlapping {
+                return Self.answer(status: 409, ["ok": false, "error_code": 409, "description": "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"])
             }
             let offset = json["offset"]?.int ?? 0
             let timeout = Double(json["timeout"]?.int ?? 0)
