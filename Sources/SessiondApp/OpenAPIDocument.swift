@@ -66,7 +66,7 @@ enum OpenAPIDocument {
             ],
             "paths": .object(paths.mapValues { .object($0) }),
             "components": [
-                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }.merging(webhookSchemas) { first, _ in first }.merging(conversationSchemas) { first, _ in first }.merging(scanSchemas) { first, _ in first }),
+                "schemas": .object(schemas.merging(accessSchemas) { first, _ in first }.merging(eventSchemas(eventTypes)) { first, _ in first }.merging(webhookSchemas) { first, _ in first }.merging(conversationSchemas) { first, _ in first }.merging(scanSchemas) { first, _ in first }.merging(channelSchemas) { first, _ in first }),
                 "securitySchemes": [
                     "bearerAuth": ["type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer sdk_…` (or the admin key)."],
                     "apiKeyHeader": ["type": "apiKey", "in": "header", "name": "X-API-Key"],
@@ -139,6 +139,75 @@ enum OpenAPIDocument {
             "ConversationConsent": object(["given": bool], required: ["given"]),
             "ConversationHistory": object(["items": array(ref("Conversation"))]),
             "ConversationErasure": object(["erased": object(["conversations": integer, "messages": integer])]),
+        ]
+    }
+
+    /// The channels shapes (tokens, proxy passwords and webhook secrets are write-only: never in an answer).
+    static var channelSchemas: [String: JSONValue] {
+        let nullableInteger: JSONValue = ["type": .array(["integer", "null"])]
+        let token: JSONValue = ["type": "string", "pattern": "^[0-9]+:[A-Za-z0-9_-]{20,}$", "writeOnly": true, "description": "The bot's token from @BotFather (stored encrypted)."]
+        let proxyIn = object(
+            [
+                "type": ["type": "string", "enum": ["http", "socks5"]], "host": string, "port": ["type": "integer", "minimum": 1, "maximum": 65535],
+                "username": string, "password": ["type": "string", "writeOnly": true],
+            ], required: ["type", "host", "port"])
+        let proxyOut: JSONValue = [
+            "oneOf": [object(["type": string, "host": string, "port": integer, "username": nullableString, "has_password": bool]), ["type": "null"]],
+        ]
+        let channel: [String: JSONValue] = [
+            "channel_id": string, "kind": ["type": "string", "enum": ["telegram"]], "name": string, "user_id": string,
+            "mode": ["type": "string", "enum": ["polling", "webhook"]], "proxy": proxyOut, "default_package_value_cents": integer,
+            "bot": ["oneOf": [object(["id": integer, "username": nullableString, "first_name": string]), ["type": "null"]]],
+            "desired": ["type": "string", "enum": ["connected", "disconnected"]],
+            "status": ["type": "string", "enum": ["disconnected", "connecting", "connected", "error"]], "last_error": nullableString,
+            "last_error_at": nullableTime, "since": time, "webhook_url": nullableString, "api_key_id": string, "created_at": time, "updated_at": time,
+        ]
+        var created = channel
+        created["api_key"] = ["type": "string", "description": "The channel's own key (role channel): shown in this answer only."]
+        let invite: [String: JSONValue] = [
+            "invite_id": string, "channel_id": string, "role": ["type": "string", "enum": ["owner", "deliverer"]], "user_id": nullableString,
+            "deliverer_id": nullableString, "name": nullableString, "base_salary_cents": integer, "commission_per_delivery_cents": integer,
+            "token": ["type": "string", "description": "Shown when the invite is made only."], "url": ["type": "string", "description": "https://t.me/<bot>?start=<token>"],
+            "qr_url": string, "created_at": time, "expires_at": time, "used_at": nullableTime, "used_by_telegram_user_id": nullableInteger,
+        ]
+        let link = object([
+            "link_id": string, "channel_id": string, "role": ["type": "string", "enum": ["owner", "deliverer"]], "user_id": nullableString,
+            "deliverer_id": nullableString, "name": nullableString, "base_salary_cents": integer, "commission_per_delivery_cents": integer,
+            "telegram_user_id": integer, "chat_id": integer, "telegram_username": nullableString, "created_at": time,
+        ])
+        return [
+            "CreateChannel": object(
+                [
+                    "kind": ["type": "string", "enum": ["telegram"]], "name": string, "user_id": string, "token": token,
+                    "mode": ["type": "string", "enum": ["polling", "webhook"]], "proxy": proxyIn, "default_package_value_cents": integer,
+                ], required: ["kind", "name", "user_id", "token"]),
+            "UpdateChannel": object([
+                "name": string, "token": token, "mode": ["type": "string", "enum": ["polling", "webhook"]],
+                "proxy": ["oneOf": [proxyIn, ["type": "null"]], "description": "null removes the proxy"], "default_package_value_cents": integer,
+            ]),
+            "Channel": object(channel),
+            "CreatedChannel": object(created),
+            "ChannelPage": object(["items": array(ref("Channel")), "next_cursor": nullableString]),
+            "ChannelStatus": object([
+                "channel_id": string, "desired": string, "status": string, "last_error": nullableString, "last_error_at": nullableTime, "since": time,
+                "mode": string, "bot_username": nullableString,
+                "webhook": [
+                    "oneOf": [
+                        object(["url": string, "pending_update_count": nullableInteger, "last_error_date": nullableTime, "last_error_message": nullableString]),
+                        ["type": "null"],
+                    ]
+                ],
+            ]),
+            "ChannelStats": object(["channel_id": string, "updates_in": integer, "messages_out": integer, "errors": integer, "last_activity_at": nullableTime]),
+            "ProxyTest": object(["ok": bool, "latency_ms": integer, "exit_ip": nullableString, "error": nullableString]),
+            "CreateInvite": object(
+                [
+                    "role": ["type": "string", "enum": ["owner", "deliverer"]], "user_id": string, "deliverer_id": string, "name": string,
+                    "base_salary_cents": integer, "commission_per_delivery_cents": integer, "expires_in": ["type": "integer", "minimum": 1, "maximum": 2_592_000],
+                ], required: ["role"]),
+            "Invite": object(invite),
+            "InvitePage": object(["items": array(ref("Invite")), "next_cursor": nullableString]),
+            "LinkPage": object(["items": array(link), "next_cursor": nullableString]),
         ]
     }
 

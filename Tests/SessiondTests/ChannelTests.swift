@@ -237,4 +237,50 @@ struct ChannelTests {
             }
         }
     }
+
+    @Test("through a proxy: HTTP CONNECT with credentials and SOCKS5 carry every call; a proxy that fails is an error, never a direct call")
+    func proxies() async throws {
+        try await withFakeTelegram { fake in
+            let token = fake.addBot(id: 7601, username: "proxy_bot")
+            let http = try TestProxy(kind: "http", credentials: "ana:s3gredo-proxy")
+            defer { http.stop() }
+            let socks = try TestProxy(kind: "socks5")
+            defer { socks.stop() }
+            try await withApp(configure: Flow.configure(fake)) { client, _ in
+                let created = try await client.json(
+                    .post, "/api/channels",
+                    body([
+                        "kind": "telegram", "name": "Via proxy", "user_id": "px", "token": .string(token),
+                        "proxy": ["type": "http", "host": "127.0.0.1", "port": .int(Int64(http.port)), "username": "ana", "password": "s3gredo-proxy"],
+                    ]), expect: .created)
+                let id = try #require(created["channel_id"]?.string)
+                try await Flow.connect(client, id)
+                #expect(http.forwarded.contains("127.0.0.1:\(fake.port)"))
+                let test = try await client.json(.post, "/api/channels/\(id)/proxy/test")
+                #expect(test["ok"]?.bool == true && test["error"]?.isNull == true && (test["latency_ms"]?.int ?? -1) >= 0)
+
+                // A wrong password: the proxy refuses, the channel is in error, Telegram never hears from it directly.
+                try await client.json(
+                    .patch, "/api/channels/\(id)",
+                    body(["proxy": ["type": "http", "host": "127.0.0.1", "port": .int(Int64(http.port)), "username": "ana", "password": "errado"]]))
+                let wrong = try await Flow.eventually("error behind a refusing proxy", { try await client.json(.get, "/api/channels/\(id)/status") }, until: { $0["status"]?.string == "error" })
+                #expect(wrong["last_error"]?.string != nil)
+                let callsBefore = fake.calls.filter { $0.token == token }.count
+                try await Task.sleep(for: .seconds(1.5))
+                #expect(fake.calls.filter { $0.token == token }.count == callsBefore)
+
+                // SOCKS5.
+                try await client.json(.patch, "/api/channels/\(id)", body(["proxy": ["type": "socks5", "host": "127.0.0.1", "port": .int(Int64(socks.port))]]))
+                try await Flow.eventually("connected through SOCKS5", { try await client.json(.get, "/api/channels/\(id)/status") }, until: { $0["status"]?.string == "connected" })
+                #expect(socks.forwarded.contains("127.0.0.1:\(fake.port)"))
+                // The proxy goes away: error, and no call reaches Telegram around it.
+                socks.stop()
+                try await Flow.eventually("error without the proxy", { try await client.json(.get, "/api/channels/\(id)/status") }, until: { $0["status"]?.string == "error" })
+                let callsAfter = fake.calls.filter { $0.token == token }.count
+                try await Task.sleep(for: .seconds(1.5))
+                #expect(fake.calls.filter { $0.token == token }.count == callsAfter)
+                #expect(!(try await client.json(.get, "/api/events?limit=500")).canonicalText().contains("s3gredo-proxy"))
+            }
+        }
+    }
 }

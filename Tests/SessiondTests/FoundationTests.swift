@@ -185,7 +185,8 @@ struct FoundationTests {
                 ("/api/auth/login-links", "post"), ("/auth/login", "get"), ("/api/auth/whoami", "get"), ("/api/auth/sessions", "get"),
                 ("/api/auth/sessions/{session_id}/revoke", "post"), ("/api/auth/sessions/revoke-others", "post"),
                 ("/api/auth/logout", "post"), ("/api/audits", "get"), ("/api/submissions", "post"), ("/api/submissions/{id}", "get"),
-                ("/api/submissions", "get"),
+                ("/api/submissions", "get"), ("/api/channels", "post"), ("/api/channels/{id}/connect", "post"), ("/api/channels/{id}/status", "get"),
+                ("/api/channels/{id}/invites/{invite_id}/qr.png", "get"), ("/telegram/webhook/{channel_id}", "post"),
             ]
             for (path, method) in expected {
                 #expect(paths[path]?[method] != nil, "\(method) \(path) missing")

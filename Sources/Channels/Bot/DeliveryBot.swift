@@ -249,18 +249,14 @@ public struct DeliveryBot: UpdateHandler {
         let userID = context.channel.userID
         switch data {
         case "menu:new":
-            let session: DeliverySession
             do {
                 // The reply and the chat's new current session ride in the session's own transaction.
-                let sessionID = channels.ids.make()
-                _ = sessionID
-                session = try await delivery.create(userID: userID, name: nil, caller: owner) { session in
+                _ = try await delivery.create(userID: userID, name: nil, caller: owner) { session in
                     var final = reply
                     final.set { $0.sessionID = session.id; $0.selected = nil }
                     final.say(chat, "🆕 \(BotTexts.title(session)) aberta! Envie os códigos de barras, um por linha (opcional: o valor, como 12,50), ou a foto da etiqueta.")
                     return statements(final, context)
                 }
-                _ = session
             } catch let error where (error as? any ProblemConvertible) != nil {
                 reply.say(chat, BotTexts.refusal(error))
                 try await commit(reply, context)
