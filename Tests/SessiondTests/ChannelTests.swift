@@ -283,4 +283,62 @@ struct ChannelTests {
             }
         }
     }
+
+    @Test("invites: checked fields, tokens shown once, a QR code until used or expired; links listed and removable")
+    func invitesAndLinks() async throws {
+        try await withFakeTelegram { fake in
+            let token = fake.addBot(id: 7701, username: "convite_bot")
+            try await withApp(configure: Flow.configure(fake)) { client, _ in
+                let channel = try await Flow.createChannel(client, token: token, user: "inv-owner")
+                let id = try #require(channel["channel_id"]?.string)
+                try await Flow.connect(client, id)
+                for (request, field) in [
+                    (["role": JSONValue.string("boss")], "role"), (["role": "owner", "user_id": "someone-else"], "user_id"),
+                    (["role": "deliverer", "expires_in": 0], "expires_in"), (["role": "deliverer", "expires_in": 2_592_001], "expires_in"),
+                ] {
+                    let problem = try await client.json(.post, "/api/channels/\(id)/invites", body(.object(request)), expect: .unprocessableContent)
+                    #expect(problem["field"]?.string == field)
+                }
+                let invite = try await client.json(.post, "/api/channels/\(id)/invites", body(["role": "deliverer", "name": "Caio"]), expect: .created)
+                let inviteID = try #require(invite["invite_id"]?.string)
+                let inviteToken = try #require(invite["token"]?.string)
+                #expect(inviteToken.count >= 8 && inviteToken.count <= 64)
+                #expect(invite["url"]?.string == "https://t.me/convite_bot?start=\(inviteToken)")
+                #expect(invite["qr_url"]?.string == "/api/channels/\(id)/invites/\(inviteID)/qr.png")
+                let listed = try await client.json(.get, "/api/channels/\(id)/invites")
+                #expect(listed["items"]?.array.count == 1 && !listed.canonicalText().contains(inviteToken))
+                let qr = try await client.send(.get, "/api/channels/\(id)/invites/\(inviteID)/qr.png")
+                #expect(qr.status == .ok && qr.headers[.contentType] == "image/png")
+                #expect(Array(qr.body.readableBytesView.prefix(4)) == [0x89, 0x50, 0x4E, 0x47])
+
+                let caio = FakeTelegram.Person(id: 701, firstName: "Caio", username: "caio")
+                fake.text(token, from: caio, "/start \(inviteToken)")
+                _ = try await fake.message(to: caio.id, containing: "entregador")
+                #expect(try await client.send(.get, "/api/channels/\(id)/invites/\(inviteID)/qr.png").status == .gone)
+                let used = try await client.json(.get, "/api/channels/\(id)/invites")["items"]?[0]
+                #expect(used?["used_by_telegram_user_id"]?.int == 701 && used?["used_at"]?.string != nil)
+                let links = try await client.json(.get, "/api/channels/\(id)/links")["items"]!.array
+                let link = try #require(links.first)
+                #expect(link["role"]?.string == "deliverer" && link["name"]?.string == "Caio" && link["telegram_username"]?.string == "caio")
+                #expect(link["deliverer_id"]?.string?.isEmpty == false)
+
+                // An expired invite links nobody.
+                let short = try await client.json(.post, "/api/channels/\(id)/invites", body(["role": "deliverer", "expires_in": 1]), expect: .created)
+                try await Task.sleep(for: .seconds(1.2))
+                #expect(try await client.send(.get, "/api/channels/\(id)/invites/\(short["invite_id"]?.string ?? "")/qr.png").status == .gone)
+                let late = FakeTelegram.Person(id: 702, firstName: "Lia", username: nil)
+                fake.text(token, from: late, "/start \(short["token"]?.string ?? "")")
+                _ = try await fake.message(to: late.id, containing: "não vale mais")
+
+                // Unlinked: a stranger again.
+                try await client.send(.delete, "/api/channels/\(id)/links/\(link["link_id"]?.string ?? "")")
+                #expect(try await client.send(.delete, "/api/channels/\(id)/links/\(link["link_id"]?.string ?? "")").status == .notFound)
+                fake.text(token, from: caio, "oi")
+                _ = try await fake.message(to: caio.id, containing: "privado")
+                let events = try await client.json(.get, "/api/events?limit=500").canonicalText()
+                #expect(events.contains("channel.invite.created") && events.contains("channel.link.created") && events.contains("channel.link.removed"))
+                #expect(!events.contains(inviteToken))
+            }
+        }
+    }
 }
