@@ -49,6 +49,15 @@ struct Bench: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Measure webhooks: a receiver in this process gets every delivery.package.delivered event, at rest and under the write load.")
     var webhooks = true
 
+    @Flag(inversion: .prefixedNo, help: "Measure Telegram bots in webhook mode: updates handled per second, update to reply leaving (a fake Bot API in this process).")
+    var telegram = true
+
+    @Flag(help: "Run the Telegram workload only.")
+    var telegramOnly = false
+
+    @Option(help: "Bots (channels) in the Telegram workload, 8 owner chats each.")
+    var telegramBots = 8
+
     @Option(help: "Server log level during the run.")
     var logLevel = "warning"
 
@@ -69,8 +78,16 @@ struct Bench: AsyncParsableCommand {
         // Every request but /health carries a key. The rate limiter stays on (its bookkeeping is
         // part of each request's cost) with a budget no workload reaches.
         let adminKey = "bench-admin-" + UUID().uuidString
+        let telegramAPI = BenchTelegram()
+        await telegramAPI.start()
+        defer { telegramAPI.stop() }
+        var secretKey = [UInt8](repeating: 0, count: 32)
+        for index in secretKey.indices { secretKey[index] = UInt8.random(in: 0...255) }
         serverProcess.environment = ProcessInfo.processInfo.environment.merging(
-            ["ADMIN_API_KEY": adminKey, "RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000", "WEBHOOK_ALLOW_PRIVATE": "true"]) { _, new in new }
+            [
+                "ADMIN_API_KEY": adminKey, "RATE_LIMIT_PER_SECOND": "1000000", "RATE_LIMIT_BURST": "1000000", "WEBHOOK_ALLOW_PRIVATE": "true",
+                "TELEGRAM_API_URL": telegramAPI.url, "CHANNELS_SECRET_KEY": Data(secretKey).base64EncodedString(), "PUBLIC_BASE_URL": "http://127.0.0.1:\(port)",
+            ]) { _, new in new }
         try serverProcess.run()
         defer { serverProcess.terminate() }
         let base = "http://127.0.0.1:\(port)"
@@ -80,6 +97,15 @@ struct Bench: AsyncParsableCommand {
         let reader = Client(base: base, key: try await admin.createKey(role: "owner", user: "bench-reader"))
         let client = Client(base: base, key: try await admin.createKey(role: "owner", user: "bench-writer"))
         log("server pid \(serverProcess.processIdentifier) ready on \(databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite")")
+        let databaseName = databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)"
+        if telegramOnly {
+            let (row, line) = try await telegramWorkload(base: base, admin: admin, server: serverProcess, telegram: telegramAPI, scratch: scratch)
+            let report = Self.report(rows: [row], database: databaseName, settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel) (\(logFormat))")
+                + "\n" + line
+            print(report)
+            if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }
+            return
+        }
 
         // Seed: one session with 200 packages for the read; `sessions` active sessions for writes.
         let bigID = try await reader.createSession(user: "bench-reader")
@@ -252,11 +278,19 @@ struct Bench: AsyncParsableCommand {
             rows.append(try run(name: "POST /api/conversations/{id}/turns over \(conversations) conversations (durable, in order per conversation)", url: base, script: path.path, server: serverProcess))
         }
 
+        var telegramLine = ""
+        if telegram {
+            let (row, line) = try await telegramWorkload(base: base, admin: admin, server: serverProcess, telegram: telegramAPI, scratch: scratch)
+            rows.append(row)
+            telegramLine = line
+        }
+
         let delivered = try await client.deliveredCount(targets.prefix(50).map { $0.first?.0 ?? "" })
         log("check: \(delivered) packages delivered in the first 50 sessions")
 
-        var report = Self.report(rows: rows, database: databaseURL.hasPrefix("postgres") ? "PostgreSQL" : "SQLite (WAL, synchronous=FULL)", settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel) (\(logFormat))")
+        var report = Self.report(rows: rows, database: databaseName, settings: "wrk -t\(threads) -c\(connections) -d\(duration)s --latency, server log level \(logLevel) (\(logFormat))")
         report += streamLine.isEmpty ? "" : "\n" + streamLine
+        report += telegramLine.isEmpty ? "" : "\n" + telegramLine
         report += webhookLine.isEmpty ? "" : "\n" + webhookLine
         // The file first: printing into a closed pipe ends the process.
         if let output { try report.write(toFile: output, atomically: true, encoding: .utf8) }

@@ -29,11 +29,22 @@ public final class ChannelRuntime: Service, Sendable {
         self.handler = handler
         self.node = node
         self.logger = logger
-        service.wakeRuntime.withLock { [doorbell] in $0 = { doorbell.ring() } }
+        service.wakeRuntime.withLock {
+            $0 = ChannelService.Waker { [weak self] channel in
+                guard let self else { return }
+                if let channel {
+                    self.connections.withLock { $0[channel]?.connection }?.wake()
+                } else {
+                    self.doorbell.ring()
+                }
+            }
+        }
     }
 
-    /// Wakes the supervisor and every connection (new updates, new outbox messages, changed channels).
-    public func wake() { doorbell.ring() }
+    /// Wakes every connection of this server (new outbox messages, written by the session notifier).
+    public func wake() {
+        for connection in connections.withLock({ $0.values.map(\.connection) }) { connection.wake() }
+    }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown { [self] in
@@ -61,7 +72,7 @@ public final class ChannelRuntime: Service, Sendable {
             return
         }
         let wantedByID = Dictionary(wanted.map { ($0.id, $0.generation) }, uniquingKeysWith: max)
-        let (stopped, toStart, running) = connections.withLock { current -> ([Task<Void, Never>], [(String, Int64)], [ChannelConnection]) in
+        let (stopped, toStart) = connections.withLock { current -> ([Task<Void, Never>], [(String, Int64)]) in
             var stopped: [Task<Void, Never>] = []
             for (id, entry) in current where wantedByID[id] != entry.generation {
                 entry.task.cancel()
@@ -69,10 +80,9 @@ public final class ChannelRuntime: Service, Sendable {
                 current[id] = nil
             }
             let toStart = wantedByID.filter { current[$0.key] == nil }.map { ($0.key, $0.value) }
-            return (stopped, toStart, current.values.map(\.connection))
+            return (stopped, toStart)
         }
         for task in stopped { await task.value }
-        for connection in running { connection.wake() }
         for (id, generation) in toStart {
             let connection = ChannelConnection(id: id, generation: generation, runtime: self)
             let task = Task { await connection.run() }
@@ -322,48 +332,86 @@ final class ChannelConnection: Sendable {
 
     // MARK: outbox
 
+    /// Sends the outbox in order per chat, paced. While this server holds the lease it is the
+    /// only sender of the channel, so the pending messages are kept in a queue per chat: read
+    /// whole every 5 s, and in between only those after the newest one read. (Message ids are
+    /// taken before commit, so one committed late with an older id waits for the next whole read.)
+    /// Each chat's first message is the only one that may go.
     func sendOutbox(client: TelegramClient) async {
+        var queues: [Int64: [PendingMessage]] = [:]
+        var answers: [PendingMessage] = []
+        var cursor = ""
+        var lastWholeRead = ContinuousClock.now - .seconds(60)
         while !Task.isCancelled {
             var wait: Int64 = 1000
             do {
-                let pending = try await store.pending(id, limit: 200)
-                var waiting = Set<Int64>()
-                for message in pending {
-                    if Task.isCancelled { return }
-                    let now = service.clock.now().milliseconds
-                    if let chat = message.chatID {
-                        // In order per chat: nothing passes an earlier message of its chat.
-                        guard waiting.insert(chat).inserted else { continue }
-                    }
-                    if message.nextAttemptAt > now {
-                        wait = min(wait, message.nextAttemptAt - now)
-                        continue
-                    }
-                    if let delay = pacing.withLock({ $0.take(chat: message.chatID, now: now) }) {
-                        wait = min(wait, delay)
-                        continue
-                    }
-                    await send(message, client: client)
-                    if let chat = message.chatID { waiting.remove(chat) }
+                if ContinuousClock.now - lastWholeRead > .seconds(5) {
+                    (queues, answers, cursor, lastWholeRead) = ([:], [], "", ContinuousClock.now)
                 }
-                if pending.count == 200 { wait = 0 }
+                while true {
+                    let fresh = try await store.pending(id, after: cursor, limit: 500)
+                    for message in fresh {
+                        if let chat = message.chatID { queues[chat, default: []].append(message) } else { answers.append(message) }
+                    }
+                    cursor = fresh.last?.id ?? cursor
+                    if fresh.count < 500 { break }
+                }
+                // Callback answers first (a spinner is waiting), then each chat's oldest message, oldest chats first.
+                var index = 0
+                while index < answers.count, !Task.isCancelled {
+                    let now = service.clock.now().milliseconds
+                    if answers[index].nextAttemptAt > now {
+                        wait = min(wait, answers[index].nextAttemptAt - now)
+                        index += 1
+                        continue
+                    }
+                    if let delay = pacing.withLock({ $0.take(chat: nil, now: now) }) {
+                        wait = min(wait, delay)
+                        break
+                    }
+                    if let retry = await send(answers[index], client: client) { answers[index] = retry; index += 1 } else { answers.remove(at: index) }
+                }
+                for chat in queues.keys.sorted(by: { queues[$0]![0].id < queues[$1]![0].id }) where !Task.isCancelled {
+                    while let first = queues[chat]?.first {
+                        let now = service.clock.now().milliseconds
+                        if first.nextAttemptAt > now {
+                            wait = min(wait, first.nextAttemptAt - now)
+                            break
+                        }
+                        if let delay = pacing.withLock({ $0.take(chat: chat, now: now) }) {
+                            wait = min(wait, delay)
+                            break
+                        }
+                        if let retry = await send(first, client: client) {
+                            queues[chat]![0] = retry
+                        } else {
+                            queues[chat]!.removeFirst()
+                        }
+                    }
+                    if queues[chat]?.isEmpty == true { queues[chat] = nil }
+                }
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("channels: outbox", metadata: ["channel_id": .string(id), "error": "\(error)"])
             }
-            if wait > 0 { await outboxBell.wait(for: .milliseconds(max(wait, 5))) }
+            // Paced out: come back when a token is there, but not more than 50 times a second.
+            await outboxBell.wait(for: .milliseconds(max(wait, 20)))
         }
     }
 
-    func send(_ message: PendingMessage, client: TelegramClient) async {
+    /// Sends one message and records what came of it; the message again (with its next attempt)
+    /// when it is to be retried, nil when it is done (sent, or failed for good).
+    func send(_ message: PendingMessage, client: TelegramClient) async -> PendingMessage? {
         let now = service.clock.now()
         let statement: SQLStatement
+        var retry: PendingMessage?
         var result = "sent"
         defer { Counter(label: "sessiond_channel_messages_total", dimensions: [("result", result)]).increment() }
         do throws(TelegramFailure) {
             guard let outgoing = try? JSONDecoder().decode(OutgoingMessage.self, from: Data(message.payload.utf8)) else {
+                result = "failed"
                 try? await service.storage.write([store.markFailed(message.id, error: "unreadable payload", at: now)])
-                return
+                return nil
             }
             try await deliver(outgoing, client: client)
             statement = store.markSent(message.id, at: now)
@@ -376,22 +424,28 @@ final class ChannelConnection: Sendable {
                 let until = now.milliseconds + Int64(seconds) * 1000
                 if let chat = message.chatID { pacing.withLock { $0.block(chat: chat, until: until) } }
                 statement = store.retryLater(message.id, error: error.description, at: until)
+                retry = message
+                retry?.nextAttemptAt = until
             } else if error.isTransient {
                 result = "retried"
                 await failed(error)
                 let backoff = min(Int64(1000) << min(message.attempts, 6), Int64(configuration.maxBackoffSeconds) * 1000)
                 statement = store.retryLater(message.id, error: error.description, at: now.milliseconds + backoff)
+                retry = message
+                retry?.nextAttemptAt = now.milliseconds + backoff
             } else {
                 result = "failed"
                 try? await store.countError(id)
                 statement = store.markFailed(message.id, error: error.description, at: now)
             }
         }
+        retry?.attempts += 1
         do {
             try await service.storage.write([statement])
         } catch {
             logger.warning("channels: could not record a message's outcome", metadata: ["channel_id": .string(id), "error": "\(error)"])
         }
+        return retry
     }
 
     func deliver(_ message: OutgoingMessage, client: TelegramClient) async throws(TelegramFailure) {

@@ -77,19 +77,24 @@ struct ChannelStore: Sendable {
         }
     }
 
+    /// Counters from the rows themselves (so they survive restarts and never drift): distinct
+    /// updates kept, messages Telegram accepted, failed calls and updates; the latest update in or message out.
     func stats(_ id: String) async throws -> ChannelStats {
         let rows = try await storage.query(
             """
             SELECT (SELECT COUNT(*) FROM channel_updates WHERE channel_id = ?),
                    (SELECT COUNT(*) FROM channel_outbox WHERE channel_id = ? AND status = 'sent' AND counts),
                    (SELECT COUNT(*) FROM channel_updates WHERE channel_id = ? AND error IS NOT NULL) + errors,
-                   last_activity_at
+                   last_activity_at,
+                   (SELECT MAX(received_at) FROM channel_updates WHERE channel_id = ?),
+                   (SELECT MAX(sent_at) FROM channel_outbox WHERE channel_id = ? AND status = 'sent')
             FROM channels WHERE channel_id = ?
-            """, [.text(id), .text(id), .text(id), .text(id)])
+            """, [.text(id), .text(id), .text(id), .text(id), .text(id), .text(id)])
         guard let row = rows.first else { throw ChannelError.notFound("No channel \(id).") }
+        let latest = [try row.optionalInt(3), try row.optionalInt(4), try row.optionalInt(5)].compactMap { $0 }.max()
         return ChannelStats(
             channelID: id, updatesIn: try row.int(0), messagesOut: try row.int(1), errors: try row.int(2),
-            lastActivityAt: try row.optionalInt(3).map(Timestamp.init(milliseconds:)))
+            lastActivityAt: latest.map(Timestamp.init(milliseconds:)))
     }
 
     // MARK: status
@@ -151,6 +156,7 @@ struct ChannelStore: Sendable {
     // MARK: inbox
 
     /// Stores received updates (a repeated `update_id` is ignored) and, for polling, the next offset, in one transaction.
+    /// (A webhook update touches no channel row: `last_activity_at` is also read from the updates kept.)
     static func store(_ updates: [(id: Int64, body: String)], channelID: String, offset: Int64?, at now: Timestamp) -> [SQLStatement] {
         var statements = updates.map { update in
             SQLStatement(
@@ -160,8 +166,6 @@ struct ChannelStore: Sendable {
         if let offset {
             statements.append(
                 SQLStatement("UPDATE channels SET poll_offset = ?, last_activity_at = ? WHERE channel_id = ?", [.int(offset), .int(now.milliseconds), .text(channelID)]))
-        } else if !updates.isEmpty {
-            statements.append(SQLStatement("UPDATE channels SET last_activity_at = ? WHERE channel_id = ?", [.int(now.milliseconds), .text(channelID)]))
         }
         return statements
     }
@@ -174,12 +178,13 @@ struct ChannelStore: Sendable {
 
     // MARK: outbox
 
-    func pending(_ channelID: String, limit: Int) async throws -> [PendingMessage] {
+    /// Pending messages after `cursor` (a message id; "" for all), oldest first.
+    func pending(_ channelID: String, after cursor: String, limit: Int) async throws -> [PendingMessage] {
         try await storage.query(
             """
             SELECT message_id, chat_id, payload, counts, attempts, next_attempt_at FROM channel_outbox
-            WHERE channel_id = ? AND status = 'pending' ORDER BY message_id LIMIT \(limit)
-            """, [.text(channelID)]
+            WHERE channel_id = ? AND status = 'pending' AND message_id > ? ORDER BY message_id LIMIT \(limit)
+            """, [.text(channelID), .text(cursor)]
         ).map {
             PendingMessage(id: try $0.string(0), chatID: try $0.optionalInt(1), payload: try $0.string(2), counts: try $0.bool(3), attempts: Int(try $0.int(4)), nextAttemptAt: try $0.int(5))
         }
