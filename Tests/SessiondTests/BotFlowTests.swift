@@ -23,6 +23,8 @@ struct BotFlowTests {
             configuration.channels.maxBackoffSeconds = 2
             configuration.access.publicBaseURL = "http://sessiond.test"
             configuration.channels.publicBaseURL = "http://sessiond.test"
+            // Photos are read however loaded the machine is (the budget has a test of its own).
+            configuration.scanning.timeBudget = .seconds(60)
         }
     }
 

@@ -33,7 +33,9 @@ public final class SessionNotifier: Service, Sendable {
                 } catch {
                     logger.warning("channels: session notifier", metadata: ["error": "\(error)"])
                 }
-                await bell.wait(for: .milliseconds(500))
+                // Woken by the event feed (this server's commits, and other servers' through it);
+                // the wait is only the fallback for a wake-up lost.
+                await bell.wait(for: .seconds(2))
             }
         }
     }

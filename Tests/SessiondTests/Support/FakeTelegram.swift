@@ -59,8 +59,9 @@ final class FakeTelegram: Sendable {
         var polling: [String: Int] = [:]
         var conflicts = 0
         var port = 0
-        var server: Task<Void, any Error>?
+        var server: (task: Task<Void, any Error>, group: ServiceGroup)?
         var running: CheckedContinuation<Void, Never>?
+        var stopping = false
     }
     private let state = Mutex(State())
 
@@ -195,6 +196,7 @@ final class FakeTelegram: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let port = state.withLock { state in
                 state.running = continuation
+                state.stopping = false
                 return state.port
             }
             let router = Router()
@@ -227,18 +229,21 @@ final class FakeTelegram: Sendable {
                 }, logger: logger)
             let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
             let task = Task { try await group.run() }
-            state.withLock { $0.server = task }
+            state.withLock { $0.server = (task, group) }
         }
     }
 
-    /// Stops listening: calls now find the port closed (refused connections).
+    /// Stops listening: calls now find the port closed (refused connections). A graceful stop
+    /// (long polls end at once): cancelling the server's task while a connection was being
+    /// accepted tripped a NIO assertion (an async writer deinitialised without `finish()`).
     func stop() async {
-        let task = state.withLock { state in
+        let server = state.withLock { state in
             defer { state.server = nil }
+            state.stopping = true
             return state.server
         }
-        task?.cancel()
-        _ = await task?.result
+        await server?.group.triggerGracefulShutdown()
+        _ = await server?.task.result
     }
 
     static func answer(status: Int = 200, _ json: JSONValue) -> Response {
@@ -298,7 +303,7 @@ final class FakeTelegram: Sendable {
                     state.updates[token] = (state.updates[token] ?? []).filter { $0.id >= offset }
                     return (state.updates[token] ?? []).map(\.json)
                 }
-                if !ready.isEmpty || Date() >= deadline { return Self.ok(.array(ready)) }
+                if !ready.isEmpty || Date() >= deadline || state.withLock({ $0.stopping }) { return Self.ok(.array(ready)) }
                 try? await Task.sleep(for: .milliseconds(10))
                 if Task.isCancelled { return Self.ok([]) }
             }

@@ -22,33 +22,39 @@ final class TestProxy: Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         self.process = process
-        // The first line is `PORT n`; later lines are read on a thread of their own.
-        let handle = output.fileHandleForReading
-        var buffer = Data()
-        while !buffer.contains(UInt8(ascii: "\n")) {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            buffer += chunk
+        // The first line is `PORT n`; later lines are read on a thread of their own. Raw read(2),
+        // retried on EINTR (FileHandle.availableData traps on an interrupted read).
+        let descriptor = output.fileHandleForReading.fileDescriptor
+        @Sendable func readChunk() -> [UInt8]? {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = read(descriptor, &buffer, buffer.count)
+                if count > 0 { return Array(buffer.prefix(count)) }
+                if count < 0 && errno == EINTR { continue }
+                return nil
+            }
         }
-        let lines = String(decoding: buffer, as: UTF8.self).split(separator: "\n")
-        guard let first = lines.first, first.hasPrefix("PORT "), let port = Int(first.dropFirst(5)) else {
-            process.terminate()
-            throw ScanCorpus.CorpusError(detail: "the test proxy did not start: \(String(decoding: buffer, as: UTF8.self))")
+        var pending: [UInt8] = []
+        while !pending.contains(UInt8(ascii: "\n")), let chunk = readChunk() { pending += chunk }
+        guard let newline = pending.firstIndex(of: UInt8(ascii: "\n")),
+            case let first = String(decoding: pending[..<newline], as: UTF8.self), first.hasPrefix("PORT "), let port = Int(first.dropFirst(5))
+        else {
+            kill(process.processIdentifier, SIGKILL)
+            throw ScanCorpus.CorpusError(detail: "the test proxy did not start: \(String(decoding: pending, as: UTF8.self))")
         }
         self.port = port
+        let leftover = Array(pending[(newline + 1)...])
         let tunnels = self.tunnels
-        tunnels.list.withLock { $0 += lines.dropFirst().filter { $0.hasPrefix("TUNNEL ") }.map { String($0.dropFirst(7)) } }
         Thread.detachNewThread {
-            var pending = Data()
+            var rest = leftover
             while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { return }
-                pending += chunk
-                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
-                    pending = Data(pending[pending.index(after: newline)...])
+                while let end = rest.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: rest[..<end], as: UTF8.self)
+                    rest = Array(rest[(end + 1)...])
                     if line.hasPrefix("TUNNEL ") { tunnels.list.withLock { $0.append(String(line.dropFirst(7))) } }
                 }
+                guard let chunk = readChunk() else { return }
+                rest += chunk
             }
         }
     }
