@@ -83,7 +83,7 @@ public struct ChannelRoutes: Sendable {
         routes.add(.init(.get, "/api/channels", summary: "Channels the caller may see", tag: tag, response: "ChannelPage", errors: [403, 422], query: [.limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
             let page = try await service.channels(caller: context.caller, after: request.queryString("cursor"), limit: limit)
-            return JSONResponse.write(ChannelPage(items: page.items.map { ChannelJSON(channel: $0, base: base) }, next: page.next))
+            return JSONResponse.write(Page(items: page.items.map { ChannelJSON(channel: $0, base: base) }, next: page.next))
         }
         routes.add(.init(.get, "/api/channels/{id}", summary: "One channel (never its token or secrets)", tag: tag, response: "Channel", errors: [403, 404]), to: router) { _, context in
             JSONResponse.write(ChannelJSON(channel: try await service.channel(try context.parameters.require("id"), caller: context.caller), base: base))
@@ -134,7 +134,7 @@ public struct ChannelRoutes: Sendable {
         routes.add(.init(.get, "/api/channels/{id}/invites", summary: "The channel's invites (never their tokens)", tag: tag, response: "InvitePage", errors: [403, 404, 422], query: [.limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
             let page = try await service.invites(try context.parameters.require("id"), caller: context.caller, after: request.queryString("cursor"), limit: limit)
-            return JSONResponse.write(InvitePage(items: page.items.map { InviteJSON(invite: $0, token: nil, url: nil) }, next: page.next))
+            return JSONResponse.write(Page(items: page.items.map { InviteJSON(invite: $0, token: nil, url: nil) }, next: page.next))
         }
         routes.add(.init(.get, "/api/channels/{id}/invites/{invite_id}/qr.png", summary: "The invite's QR code (410 once used or expired)", tag: tag, errors: [403, 404, 410], responseMediaType: "image/png"), to: router) { _, context in
             let png = try await service.inviteQR(try context.parameters.require("id"), inviteID: try context.parameters.require("invite_id"), caller: context.caller)
@@ -143,7 +143,7 @@ public struct ChannelRoutes: Sendable {
         routes.add(.init(.get, "/api/channels/{id}/links", summary: "Telegram users linked to the channel", tag: tag, response: "LinkPage", errors: [403, 404, 422], query: [.limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
             let page = try await service.links(try context.parameters.require("id"), caller: context.caller, after: request.queryString("cursor"), limit: limit)
-            return JSONResponse.write(LinkPage(items: page.items.map(LinkJSON.init), next: page.next))
+            return JSONResponse.write(Page(items: page.items.map(LinkJSON.init), next: page.next))
         }
         routes.add(.init(.delete, "/api/channels/{id}/links/{link_id}", summary: "Unlink: the person is a stranger to the bot again", tag: tag, status: 204, errors: [403, 404]), to: router) { _, context in
             try await service.removeLink(try context.parameters.require("id"), linkID: try context.parameters.require("link_id"), caller: context.caller)
@@ -157,39 +157,6 @@ public struct ChannelRoutes: Sendable {
                 body: Array(body.readableBytesView))
             return Response(status: .ok)
         }
-    }
-}
-
-struct ChannelPage: JSONWritable {
-    var items: [ChannelJSON]
-    var next: String?
-    func write(to writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.field("items", array: items)
-        writer.field("next_cursor", next)
-        writer.endObject()
-    }
-}
-
-struct InvitePage: JSONWritable {
-    var items: [InviteJSON]
-    var next: String?
-    func write(to writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.field("items", array: items)
-        writer.field("next_cursor", next)
-        writer.endObject()
-    }
-}
-
-struct LinkPage: JSONWritable {
-    var items: [LinkJSON]
-    var next: String?
-    func write(to writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.field("items", array: items)
-        writer.field("next_cursor", next)
-        writer.endObject()
     }
 }
 

@@ -170,18 +170,6 @@ struct MarkResponse: JSONWritable {
     }
 }
 
-struct Page<Item: JSONWritable>: JSONWritable {
-    var items: [Item]
-    var nextCursor: String?
-
-    func write(to writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.field("items", array: items)
-        writer.field("next_cursor", nextCursor)
-        writer.endObject()
-    }
-}
-
 struct VerifyResponse: JSONWritable {
     var valid: Bool
     var entries: Int

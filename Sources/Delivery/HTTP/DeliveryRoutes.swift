@@ -73,7 +73,7 @@ public struct DeliveryRoutes: Sendable {
             }
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
             let page = try await service.sessions(userID: userID, status: status, cursor: request.queryString("cursor"), limit: limit, caller: context.caller)
-            return JSONResponse.write(Page(items: page.items, nextCursor: page.next))
+            return JSONResponse.write(Page(items: page.items, next: page.next))
         }
         routes.add(.init(.get, "/api/sessions/{id}", summary: "A session with its packages, addresses, deliverers and audit trail", tag: tag, response: "SessionDocument", errors: [404]), to: router) { request, context in
             let (body, version) = try await service.document(try context.parameters.require("id"), caller: context.caller)
@@ -158,7 +158,7 @@ public struct DeliveryRoutes: Sendable {
                 cursor = value
             }
             let page = try await service.audit(try context.parameters.require("id"), after: cursor, limit: limit, caller: context.caller)
-            return JSONResponse.write(Page(items: page.items, nextCursor: page.next))
+            return JSONResponse.write(Page(items: page.items, next: page.next))
         }
         routes.add(.init(.get, "/api/sessions/{id}/audit/verify", summary: "Check the audit trail's hash chain as stored", tag: tag, response: "AuditVerification", errors: [404]), to: router) { _, context in
             let result = try await service.verifyAudit(try context.parameters.require("id"), caller: context.caller)

@@ -176,6 +176,24 @@ public struct JSONWriter {
 }
 
 /// A value that writes itself as JSON.
+/// One page of a listing: `{items, next_cursor}` (null on the last page).
+public struct Page<Item: JSONWritable>: JSONWritable {
+    public var items: [Item]
+    public var next: String?
+
+    public init(items: [Item], next: String?) {
+        self.items = items
+        self.next = next
+    }
+
+    public func write(to writer: inout JSONWriter) {
+        writer.beginObject()
+        writer.field("items", array: items)
+        writer.field("next_cursor", next)
+        writer.endObject()
+    }
+}
+
 public protocol JSONWritable {
     func write(to writer: inout JSONWriter)
 }

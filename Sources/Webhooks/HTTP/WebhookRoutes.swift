@@ -103,18 +103,6 @@ public struct WebhookRoutes: Sendable {
     }
 }
 
-struct Page<Item: JSONWritable>: JSONWritable {
-    var items: [Item]
-    var next: String?
-
-    func write(to writer: inout JSONWriter) {
-        writer.beginObject()
-        writer.field("items", array: items)
-        writer.field("next_cursor", next)
-        writer.endObject()
-    }
-}
-
 struct EndpointJSON: JSONWritable {
     var endpoint: WebhookEndpoint
     var secret: String?
