@@ -47,7 +47,7 @@ public final class SessionNotifier: Service, Sendable {
         guard let text = try rows.first?.string(0), let cursor = EventID(text) else {
             // First start: from the log's present (sessions started before the bot existed had nobody linked).
             let head = try await channels.events.head(storage)
-            try? await storage.write([
+            try await storage.write([
                 SQLStatement("INSERT INTO channel_event_cursor (name, event_id) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", [.text(Self.cursorName), .text(head.description)])
             ])
             return true
