@@ -56,17 +56,34 @@ struct BotFlowTests {
         return String(text[range.upperBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
     }
 
-    @Test("an owner and two deliverers run a whole session in chat, and the API shows exactly that session")
-    func wholeSession() async throws {
+    @Test(
+        "an owner and two deliverers run a whole session in chat, and the API shows exactly that session (long polling, and webhook with its secret)",
+        arguments: ["polling", "webhook"])
+    func wholeSession(mode: String) async throws {
         try await withFakeTelegram { fake in
-            let token = fake.addBot(id: 7001, username: "entregas_bot")
+            let token = fake.addBot(id: mode == "polling" ? 7001 : 7003, username: "entregas_bot")
             try await withApp(configure: Self.configure(fake)) { client, _ in
+                // Webhook mode: the fake POSTs each update to the URL it was given, with the secret
+                // header, through the test's client (the server under test), as Telegram would.
+                let pusher = Task {
+                    await fake.pushWebhooks(token) { url, secret, update in
+                        let path = String(url.dropFirst("http://sessiond.test".count))
+                        // A wrong secret is refused and handles nothing.
+                        let wrong = try await client.send(
+                            .post, path, json: update.canonicalText(), headers: [TestAuth.noKey: "1", HTTPField.Name("X-Telegram-Bot-Api-Secret-Token")!: "x" + secret])
+                        guard wrong.status == .unauthorized else { return false }
+                        let answer = try await client.send(
+                            .post, path, json: update.canonicalText(), headers: [TestAuth.noKey: "1", HTTPField.Name("X-Telegram-Bot-Api-Secret-Token")!: secret])
+                        return answer.status == .ok
+                    }
+                }
+                defer { pusher.cancel() }
                 let owner = FakeTelegram.Person(id: 501, firstName: "Olga", username: "olga")
                 let ana = FakeTelegram.Person(id: 601, firstName: "Ana", username: "ana")
                 let bruno = FakeTelegram.Person(id: 602, firstName: "Bruno", username: nil)
                 let stranger = FakeTelegram.Person(id: 999, firstName: "Zé", username: nil)
 
-                let channel = try await Self.createChannel(client, token: token, user: "owner-tg")
+                let channel = try await Self.createChannel(client, token: token, user: "owner-tg", mode: mode)
                 let id = try #require(channel["channel_id"]?.string)
                 #expect(channel["api_key"]?.string?.hasPrefix("sdk_") == true)
                 #expect(!channel.canonicalText().contains(token))
@@ -185,6 +202,7 @@ struct BotFlowTests {
                     try await client.json(.get, "/api/channels/\(id)/stats")
                 }, until: { $0["messages_out"]?.int == Int64(fake.sent.count) })
                 #expect((stats["updates_in"]?.int ?? 0) >= 20)
+                #expect(fake.calls.contains { $0.method == "getUpdates" } == (mode == "polling"))
                 // No secret ever went out: not in responses, events, or messages.
                 let events = try await client.json(.get, "/api/events?limit=500")
                 #expect(!events.canonicalText().contains(token))

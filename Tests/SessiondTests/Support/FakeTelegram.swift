@@ -155,6 +155,33 @@ final class FakeTelegram: Sendable {
         }
     }
 
+    /// What delivers a webhook POST for the fake (the test's client, which reaches the server under
+    /// test): the URL set by `setWebhook`, the secret header's value, the update; true for a 200.
+    typealias WebhookPoster = @Sendable (_ url: String, _ secret: String, _ update: JSONValue) async throws -> Bool
+
+    /// Webhook mode as Telegram does it: while a bot has a webhook set, its queued updates are
+    /// POSTed one at a time, in order, each until it is answered 200 (then it is gone). Runs until
+    /// the task it is called from is cancelled.
+    func pushWebhooks(_ token: String, with post: WebhookPoster) async {
+        while !Task.isCancelled {
+            let next = state.withLock { state -> (String, String, Int64, JSONValue)? in
+                guard let hook = state.webhooks[token], let first = state.updates[token]?.first else { return nil }
+                return (hook.url, hook.secret, first.id, first.json)
+            }
+            guard let (url, secret, id, json) = next else {
+                try? await Task.sleep(for: .milliseconds(10))
+                continue
+            }
+            if (try? await post(url, secret, json)) == true {
+                state.withLock { state in
+                    if let index = state.updates[token]?.firstIndex(where: { $0.id == id }) { state.updates[token]?.remove(at: index) }
+                }
+            } else {
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
     /// The updates not yet confirmed by an offset (what Telegram still holds).
     func pendingUpdates(_ token: String) -> Int { state.withLock { $0.updates[token]?.count ?? 0 } }
 
