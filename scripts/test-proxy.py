@@ -6,6 +6,7 @@ calls went through it. Loopback only; standard library only."""
 import argparse
 import asyncio
 import base64
+import os
 import struct
 import sys
 
@@ -79,8 +80,16 @@ async def main():
     handler = http_handler(arguments.credentials) if arguments.kind == "http" else socks5
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    asyncio.create_task(exit_with_parent(os.getppid()))
     async with server:
         await server.serve_forever()
+
+
+async def exit_with_parent(parent):
+    """A test process that crashed cannot stop its proxy: it stops itself when its parent is gone."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1)
+    os._exit(0)
 
 
 if __name__ == "__main__":
