@@ -8,7 +8,7 @@ import Testing
 /// The delivery bot end to end: the real server, a local fake of the Telegram Bot API on
 /// 127.0.0.1, an owner and two deliverers scripted in chat; then the HTTP API must show exactly
 /// the session they ran.
-@Suite("Channels: the delivery bot in chat")
+@Suite("Channels: the delivery bot in chat", .serialized)
 struct BotFlowTests {
     static let secretKey = SecretBox.generateKey()
 

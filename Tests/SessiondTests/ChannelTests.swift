@@ -7,7 +7,9 @@ import Testing
 
 /// The channels contract over HTTP: channel rules and roles, the channel's own key, webhook mode,
 /// failures and recovery, exactly-once updates and `retry_after`, against the fake Bot API.
-@Suite("Channels: channels, keys, webhook mode, failures")
+/// One test at a time: each runs a server, a fake Bot API and sometimes proxies, and the whole
+/// suite starts at once on 2 cores.
+@Suite("Channels: channels, keys, webhook mode, failures", .serialized)
 struct ChannelTests {
     typealias Flow = BotFlowTests
 

@@ -364,12 +364,13 @@ struct WebhookTests {
                 let first = try await receiver.wait { $0.count >= 2 }
                 let one = try await client.json(.post, "/api/webhooks/\(id)/replay", body(["event_id": .string(first[0].id)]), expect: .accepted)
                 #expect(one["queued"]?.int == 1)
-                // A replay wakes a worker at once (idle workers otherwise look only every few seconds).
-                let again = try await receiver.wait(seconds: 2) { $0.count >= 3 }
+                // A replay wakes a worker at once (idle workers otherwise look only every 5 s; 4 s
+                // leaves room for the whole suite starting at once on 2 cores, where 2 s once ran out).
+                let again = try await receiver.wait(seconds: 4) { $0.count >= 3 }
                 #expect(again[2].id == first[0].id)
                 let all = try await client.json(.post, "/api/webhooks/\(id)/replay", body(["since": .string(before.rfc3339)]), expect: .accepted)
                 #expect(all["queued"]?.int == 2)
-                let everything = try await receiver.wait(seconds: 2) { $0.count >= 5 }
+                let everything = try await receiver.wait(seconds: 4) { $0.count >= 5 }
                 #expect(Set(Self.ids(everything)) == Set(Self.ids(first)))
                 try await client.json(.post, "/api/webhooks/\(id)/replay", body(["event_id": "0000000000000000000000000000ffff"]), expect: .notFound)
                 try await client.json(.post, "/api/webhooks/\(id)/replay", body(["since": "yesterday"]), expect: .unprocessableContent)
