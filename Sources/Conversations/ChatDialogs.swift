@@ -13,8 +13,9 @@ public struct ChatDialogs: Sendable {
     public init(storage: Storage) { self.storage = storage }
 
     /// The chat's state; nil when the bot never saved one (or saved one this build cannot read).
+    /// Read for every message a bot handles: a lookup (SQLite: on the calling thread, no pool hop).
     public func state<State: Decodable>(_ type: State.Type, channel: String, chat: String) async throws -> State? {
-        let rows = try await storage.query("SELECT state FROM chat_dialogs WHERE channel = ? AND chat = ?", [.text(channel), .text(chat)])
+        let rows = try await storage.lookup("SELECT state FROM chat_dialogs WHERE channel = ? AND chat = ?", [.text(channel), .text(chat)])
         guard let text = try rows.first?.string(0) else { return nil }
         return try? JSONDecoder().decode(State.self, from: Data(text.utf8))
     }

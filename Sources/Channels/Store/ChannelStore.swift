@@ -239,8 +239,9 @@ struct ChannelStore: Sendable {
         return try await storage.query(sql + " ORDER BY link_id LIMIT \(limit)", binds).map(ChannelSQL.link)
     }
 
+    /// Read for every update handled: a lookup (SQLite: on the calling thread, no pool hop).
     func link(telegramUserID: Int64, channelID: String) async throws -> ChannelLink? {
-        try await storage.query(
+        try await storage.lookup(
             "SELECT \(ChannelSQL.linkColumns) FROM channel_links WHERE channel_id = ? AND telegram_user_id = ?", [.text(channelID), .int(telegramUserID)]
         ).first.map(ChannelSQL.link)
     }
