@@ -198,9 +198,10 @@ final class ChannelConnection: Sendable {
             guard let channel = try await store.channel(id), channel.desired == .connected, channel.generation == generation else { return }
             let now = service.clock.now()
             var statements = store.setStatus(id, status, error: error, at: now)
-            if channel.status != status || status == .error {
-                let type = "channel." + status.rawValue
-                if status != .connecting { statements += service.events.append([service.event(type, channel, at: now, error: error)]) }
+            // An event each time `status` becomes connected, disconnected or error (a new error text
+            // while already in error only updates `last_error`).
+            if channel.status != status, status != .connecting {
+                statements += service.events.append([service.event("channel." + status.rawValue, channel, at: now, error: error)])
             }
             try await service.storage.write(statements)
             service.didCommitEvents()
