@@ -59,8 +59,22 @@ public final class ChannelRuntime: Service, Sendable {
             return current.values.map(\.task)
         }
         for task in running { task.cancel() }
-        for task in running { await task.value }
-        await service.connector.shutdown()
+        // Cancelled connections end within moments (their calls are cancelled); a shutdown never
+        // waits on one for more than 5 s, whatever it is stuck in.
+        await Self.within(.seconds(5)) {
+            for task in running { await task.value }
+            await self.service.connector.shutdown()
+        }
+    }
+
+    /// Runs `work`, giving up waiting for it after `limit`.
+    static func within(_ limit: Duration, _ work: @escaping @Sendable () async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await work() }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
     }
 
     func reconcile() async {

@@ -59,7 +59,7 @@ final class FakeTelegram: Sendable {
         var polling: [String: Int] = [:]
         var conflicts = 0
         var port = 0
-        var server: (task: Task<Void, any Error>, group: ServiceGroup)?
+        var server: (task: Task<Void, Never>, group: ServiceGroup)?
         var running: CheckedContinuation<Void, Never>?
         var stopping = false
     }
@@ -255,7 +255,14 @@ final class FakeTelegram: Sendable {
                     waiting?.resume()
                 }, logger: logger)
             let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-            let task = Task { try await group.run() }
+            let task = Task {
+                do { try await group.run() } catch {}
+                // A server that could not start (its port not free again yet) must not leave start() waiting.
+                self.state.withLock { state in
+                    defer { state.running = nil }
+                    return state.running
+                }?.resume()
+            }
             state.withLock { $0.server = (task, group) }
         }
     }
@@ -270,7 +277,14 @@ final class FakeTelegram: Sendable {
             return state.server
         }
         await server?.group.triggerGracefulShutdown()
-        _ = await server?.task.result
+        // Never wait for ever: after 5 s the server task is cancelled.
+        guard let task = server?.task else { return }
+        let timer = Task {
+            try? await Task.sleep(for: .seconds(5))
+            task.cancel()
+        }
+        _ = await task.result
+        timer.cancel()
     }
 
     static func answer(status: Int = 200, _ json: JSONValue) -> Response {
