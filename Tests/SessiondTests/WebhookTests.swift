@@ -147,7 +147,9 @@ struct WebhookTests {
             try await withApp(configure: Self.fast) { client, _ in
                 let (id, secret) = try await Self.create(client, url: receiver.url, events: ["webhook.test"])
                 try await client.json(.post, "/api/webhooks/\(id)/test", expect: .accepted)
-                let deliveries = try await receiver.wait { $0.count >= 3 }
+                // Retries 1 s apart; a CI machine busy with the whole suite once needed more than 15 s
+                // (an attempt whose record failed waits for its lease to run out, 15 s later).
+                let deliveries = try await receiver.wait(seconds: 45) { $0.count >= 3 }
                 #expect(Set(Self.ids(deliveries)).count == 1)
                 #expect(deliveries.allSatisfy { Self.verifies($0, secret: secret) && $0.type == "webhook.test" })
                 let log = try await Self.eventually({ try await Self.log(client, id) }, until: { $0.count == 3 })
