@@ -170,9 +170,13 @@ public struct DeliveryService: Sendable {
         return (body, aggregate.version)
     }
 
-    public func sessions(userID: String, status: SessionStatus?, cursor: String?, limit: Int, caller: Caller) async throws -> (items: [DeliverySession], next: String?) {
+    /// A user's sessions, newest first: one status, or every status but `archived`; with `barcode`,
+    /// only those holding a package whose barcode contains that text.
+    public func sessions(
+        userID: String, status: SessionStatus?, barcode: String? = nil, cursor: String?, limit: Int, caller: Caller
+    ) async throws -> (items: [DeliverySession], next: String?) {
         try DeliveryAccess.authorizeListing(caller, userID: userID)
-        let (sql, binds) = DeliverySQL.listQuery(userID: userID, status: status, after: cursor, limit: limit + 1)
+        let (sql, binds) = DeliverySQL.listQuery(userID: userID, status: status, barcode: barcode, after: cursor, limit: limit + 1)
         let rows = try await store.storage.query(sql, binds).map(DeliverySQL.session)
         let items = Array(rows.prefix(limit))
         return (items, rows.count > limit ? items.last?.id : nil)

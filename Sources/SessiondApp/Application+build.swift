@@ -9,6 +9,7 @@ import Kernel
 import Logging
 import Scanning
 import ServiceLifecycle
+import Web
 import Webhooks
 
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
@@ -105,6 +106,10 @@ public func buildApplication(
     ConversationRoutes(service: conversations).register(on: router, routes: routes)
     ScanRoutes(service: scanning, maxImageBytes: configuration.scanning.maxImageBytes).register(on: router, routes: routes)
     ChannelRoutes(service: channels).register(on: router, routes: routes)
+    // The owner's dashboard in the browser: pages over the access and delivery services; a live
+    // page follows the session's event stream above.
+    try WebRoutes(access: access, delivery: delivery, clock: clock, liveEventTypes: DeliveryEvents.types.map(\.type))
+        .register(on: router, routes: routes)
 
     var app = Application(
         router: router,

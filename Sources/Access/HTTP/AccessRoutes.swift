@@ -81,13 +81,6 @@ public struct AccessRoutes: Sendable {
             return try JSONResponse.make(
                 ["url": .string(link.url), "expires_at": .string(link.expiresAt.rfc3339)] as JSONValue, status: .created, headers: [.cacheControl: "no-store"])
         }
-        routes.add(.init(.get, "/auth/login", summary: "Use a login link: sets the login cookie and redirects to /", tag: tag, status: 303, errors: [401], query: [QueryParameter("token", schema: ["type": "string"])], access: .public), to: router) { request, context in
-            guard let token = request.queryString("token") else {
-                throw Problem(status: .unauthorized, slug: "invalid-login-link", title: "Login link not valid", detail: "The link has no token.")
-            }
-            let (session, secret) = try await access.useLoginLink(token, ip: context.clientAddress, userAgent: request.headers[.userAgent])
-            return Self.loggedIn(session, token: secret, configuration: access.configuration)
-        }
         routes.add(.init(.get, "/api/auth/whoami", summary: "Who this request is authenticated as", tag: tag, response: "WhoAmI"), to: router) { _, context in
             JSONResponse.write(WhoAmI(caller: context.caller), capacity: 256)
         }

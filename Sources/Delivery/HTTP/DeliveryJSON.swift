@@ -208,10 +208,7 @@ struct Dashboard: JSONWritable {
         }
     }
 
-    static func percent(_ part: Int, of whole: Int) -> Double {
-        guard whole > 0 else { return 0 }
-        return (Double(part) * 10_000 / Double(whole)).rounded() / 100
-    }
+    static func percent(_ part: Int, of whole: Int) -> Double { Percent.of(part, whole) }
 
     func write(to writer: inout JSONWriter) {
         let session = aggregate.session
@@ -230,7 +227,7 @@ struct Dashboard: JSONWritable {
         writer.field("packages_failed", session.packagesFailed)
         writer.field("packages_pending", session.packagesTotal - done)
         writer.field("packages_picked_up", pickedUp.values.reduce(0, +))
-        writer.field("progress_percent", Self.percent(done, of: session.packagesTotal))
+        writer.field("progress_percent", session.progressPercent)
         writer.field("delivered_percent", Self.percent(session.packagesDelivered, of: session.packagesTotal))
         writer.field("total_revenue_cents", session.totalRevenueCents)
         writer.field("total_cost_cents", session.totalCostCents)

@@ -61,6 +61,7 @@ public struct DeliveryRoutes: Sendable {
         }
         routes.add(.init(.get, "/api/sessions/user/{user_id}", summary: "A user's sessions, newest first", tag: tag, response: "SessionPage", errors: [422], query: [
             QueryParameter("status", schema: ["type": "string", "enum": .array(SessionStatus.allCases.map { .string($0.rawValue) })]),
+            QueryParameter("barcode", schema: ["type": "string", "description": "only sessions holding a package whose barcode contains this text"]),
             .limit(maximum: 200), .cursor(),
         ]), to: router) { request, context in
             let userID = try context.parameters.require("user_id")
@@ -72,7 +73,9 @@ public struct DeliveryRoutes: Sendable {
                 status = parsed
             }
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
-            let page = try await service.sessions(userID: userID, status: status, cursor: request.queryString("cursor"), limit: limit, caller: context.caller)
+            let page = try await service.sessions(
+                userID: userID, status: status, barcode: request.queryString("barcode"), cursor: request.queryString("cursor"), limit: limit,
+                caller: context.caller)
             return JSONResponse.write(Page(items: page.items, next: page.next))
         }
         routes.add(.init(.get, "/api/sessions/{id}", summary: "A session with its packages, addresses, deliverers and audit trail", tag: tag, response: "SessionDocument", errors: [404]), to: router) { request, context in

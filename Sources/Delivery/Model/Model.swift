@@ -153,3 +153,17 @@ public struct DeliveryAggregate: Sendable, Equatable {
     public func package(id: String) -> Package? { packages.first { $0.id == id } }
     public func deliverer(id: String) -> SessionDeliverer? { deliverers.first { $0.id == id } }
 }
+
+extension DeliverySession {
+    /// Delivered and failed packages as a share of all of them, in percent to two decimals (the
+    /// dashboard's `progress_percent`).
+    public var progressPercent: Double { Percent.of(packagesDelivered + packagesFailed, packagesTotal) }
+}
+
+public enum Percent {
+    /// `part` of `whole` in percent, rounded to two decimals; 0 when there is no whole.
+    public static func of(_ part: Int, _ whole: Int) -> Double {
+        guard whole > 0 else { return 0 }
+        return (Double(part) * 10_000 / Double(whole)).rounded() / 100
+    }
+}

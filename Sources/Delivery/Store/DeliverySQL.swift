@@ -32,7 +32,7 @@ enum DeliverySQL {
         auditQuery,
     ]
 
-    static func listQuery(userID: String, status: SessionStatus?, after cursor: String?, limit: Int) -> (String, [SQLValue]) {
+    static func listQuery(userID: String, status: SessionStatus?, barcode: String? = nil, after cursor: String?, limit: Int) -> (String, [SQLValue]) {
         var sql = "SELECT \(sessionColumns) FROM delivery_sessions WHERE user_id = ?"
         var binds: [SQLValue] = [.text(userID)]
         if let status {
@@ -42,6 +42,14 @@ enum DeliverySQL {
             // Archived sessions leave the default listing; `status=archived` shows them.
             sql += " AND status <> 'archived'"
         }
+        if let barcode, !barcode.isEmpty {
+            // Holding a package whose barcode contains the text (ASCII case ignored, the same on both databases).
+            sql += """
+                 AND EXISTS (SELECT 1 FROM delivery_packages p WHERE p.session_id = delivery_sessions.session_id
+                 AND UPPER(p.barcode) LIKE UPPER(?) ESCAPE '!')
+                """
+            binds.append(.text("%" + likeEscaped(barcode) + "%"))
+        }
         if let cursor {
             sql += " AND session_id < ?"
             binds.append(.text(cursor))
@@ -49,6 +57,16 @@ enum DeliverySQL {
         sql += " ORDER BY session_id DESC LIMIT ?"
         binds.append(.int(Int64(limit)))
         return (sql, binds)
+    }
+
+    /// `text` as a literal inside a LIKE pattern (escape character `!`).
+    static func likeEscaped(_ text: String) -> String {
+        var escaped = ""
+        for character in text {
+            if character == "%" || character == "_" || character == "!" { escaped.append("!") }
+            escaped.append(character)
+        }
+        return escaped
     }
 
     // MARK: decoding

@@ -25,15 +25,17 @@ public enum Reais {
         if text.hasPrefix("R$") { text = text.dropFirst(2).drop(while: { $0 == " " || $0 == "\u{00A0}" }) }
         guard !text.isEmpty else { return nil }
         let parts = text.split(separator: text.contains(",") ? "," : ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let wholeText = parts.first, !wholeText.isEmpty, wholeText.count <= 12, wholeText.allSatisfy(\.isASCIIDigit),
+        guard let wholeText = parts.first, !wholeText.isEmpty, wholeText.count <= 12, wholeText.allSatisfy(Reais.isDigit),
             let whole = Int64(wholeText)
         else { return nil }
         var cents: Int64 = 0
         if parts.count == 2 {
             let fraction = parts[1]
-            guard (1...2).contains(fraction.count), fraction.allSatisfy(\.isASCIIDigit), let value = Int64(fraction) else { return nil }
+            guard (1...2).contains(fraction.count), fraction.allSatisfy(Reais.isDigit), let value = Int64(fraction) else { return nil }
             cents = fraction.count == 1 ? value * 10 : value
         }
         return whole * 100 + cents
     }
+
+    static func isDigit(_ character: Character) -> Bool { character.isASCII && character.isNumber }
 }
