@@ -169,6 +169,10 @@ struct Bench: AsyncParsableCommand {
         rows.append(try run(name: "GET /health (no key)", url: base + "/health", server: serverProcess))
         rows.append(try run(name: "GET /api/auth/whoami (owner key: authentication alone)", url: base + "/api/auth/whoami", key: reader.key, server: serverProcess))
         rows.append(try run(name: "GET /api/sessions/{id} (200 packages, \(big.count / 1024) KB, owner key)", url: base + "/api/sessions/\(bigID)", key: reader.key, server: serverProcess))
+        // The dashboard: the same session's live page, rendered for a browser logged in with the API-key form.
+        let cookie = try Self.loginCookie(base: base, key: reader.key ?? "")
+        rows.append(try run(
+            name: "GET /sessions/{id} (its live page, HTML, login cookie)", url: base + "/sessions/\(bigID)", headers: ["Cookie: \(cookie)"], server: serverProcess))
         rows.append(try run(name: "POST delivery/complete over \(sessions) active sessions (owner key)", url: base, script: try script("spread", spread(0..<third)), server: serverProcess))
         rows.append(try run(name: "POST delivery/complete concentrated on 5 sessions at a time (owner key)", url: base, script: try script("concentrated", concentrated), server: serverProcess))
 
@@ -319,13 +323,31 @@ struct Bench: AsyncParsableCommand {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
-    func run(name: String, url: String, script: String? = nil, key: String? = nil, server: Process) throws -> Row {
+    /// `sessiond_session=…` from the dashboard's API-key login form (curl: the 303 is not followed).
+    static func loginCookie(base: String, key: String) throws -> String {
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = ["curl", "-s", "-o", "/dev/null", "-D", "-", "-X", "POST", base + "/auth/login", "-H", "Origin: \(base)", "--data-urlencode", "api_key=\(key)"]
+        let pipe = Pipe()
+        curl.standardOutput = pipe
+        try curl.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        curl.waitUntilExit()
+        let headers = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline)
+        guard let line = headers.first(where: { $0.lowercased().hasPrefix("set-cookie: sessiond_session=") }) else {
+            throw BenchError("the login form gave no cookie: \(headers.first ?? "")")
+        }
+        return String(line.dropFirst("set-cookie: ".count).prefix { $0 != ";" })
+    }
+
+    func run(name: String, url: String, script: String? = nil, key: String? = nil, headers: [String] = [], server: Process) throws -> Row {
         log("load: \(name)")
         let wrk = Process()
         wrk.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         var arguments = ["wrk", "-t\(threads)", "-c\(connections)", "-d\(duration)s", "--latency"]
         if let script { arguments += ["-s", script] }
         if let key { arguments += ["-H", "Authorization: Bearer \(key)"] }
+        for header in headers { arguments += ["-H", header] }
         wrk.arguments = arguments + [url]
         let pipe = Pipe()
         wrk.standardOutput = pipe
