@@ -1,6 +1,7 @@
 import Delivery
 import Foundation
 import Kernel
+import Mustache
 
 // What the templates read. Mustache reads stored properties by name, so each view holds the
 // words and figures ready to show; a figure's `value` is the API's raw value.
@@ -280,5 +281,85 @@ final class LockedFormatter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return body(formatter)
+    }
+}
+
+// The rows and figures repeat hundreds of times on a big session's page: their fields are looked
+// up by name here rather than through `Mirror` (which made a 200-package page cost 21 ms of CPU).
+
+extension Figure: MustacheParent {
+    func child(named name: String) -> Any? {
+        switch name {
+        case "name": self.name
+        case "value": value
+        case "text": text
+        default: nil
+        }
+    }
+}
+
+extension Stat: MustacheParent {
+    func child(named name: String) -> Any? {
+        switch name {
+        case "label": label
+        case "figure": figure
+        default: nil
+        }
+    }
+}
+
+extension PackageRow: MustacheParent {
+    func child(named name: String) -> Any? {
+        switch name {
+        case "id": id
+        case "status": status
+        case "statusText": statusText
+        case "barcode": barcode
+        case "value": value
+        case "deliverer": deliverer as Any
+        case "reason": reason as Any
+        default: nil
+        }
+    }
+}
+
+extension DelivererRow: MustacheParent {
+    func child(named name: String) -> Any? {
+        switch name {
+        case "id": id
+        case "name": self.name
+        case "stats": stats
+        default: nil
+        }
+    }
+}
+
+extension AuditRow: MustacheParent {
+    func child(named name: String) -> Any? {
+        switch name {
+        case "seq": seq
+        case "action": action
+        case "label": label
+        case "actor": actor as Any
+        case "time": time
+        case "datetime": datetime
+        default: nil
+        }
+    }
+}
+
+extension SessionRow: MustacheParent {
+    func child(named name: String) -> Any? {
+        switch name {
+        case "id": id
+        case "status": status
+        case "statusText": statusText
+        case "name": self.name
+        case "created": created
+        case "delivered": delivered
+        case "total": total
+        case "revenue": revenue
+        default: nil
+        }
     }
 }
