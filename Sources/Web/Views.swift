@@ -39,7 +39,6 @@ struct ErrorView {
     var title: String
     var user: UserBar?
     var message: String
-    var status: Int
 }
 
 struct LoginView {
@@ -146,7 +145,6 @@ struct SessionView {
     var id: String
     var name: String
     var statusFigure: Figure
-    var status: String
     var created: String
     var stats: [Stat]
     var progress: String
@@ -173,7 +171,6 @@ struct SessionView {
         id = session.id
         name = session.name ?? "Sessão \(session.id.suffix(6))"
         statusFigure = Figure(name: "status", value: session.status.rawValue, text: Words.session(session.status))
-        status = session.status.rawValue
         created = Words.time(session.createdAt)
         let pending = session.packagesTotal - session.packagesDelivered - session.packagesFailed
         stats = [

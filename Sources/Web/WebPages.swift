@@ -41,7 +41,7 @@ struct WebPages: Sendable {
     // MARK: answering
 
     /// Runs a page's work; whatever it throws becomes an HTML page with the error's status.
-    func page(for request: Request, _ body: () async throws -> Response) async -> Response {
+    func page(_ body: () async throws -> Response) async -> Response {
         do {
             return try await body()
         } catch {
@@ -78,7 +78,7 @@ struct WebPages: Sendable {
         case .tooManyRequests: (title, text) = ("Muitas tentativas", "Espere um pouco e tente de novo.")
         default: (title, text) = ("Algo deu errado", "Tente de novo em instantes.")
         }
-        var response = render("error", ErrorView(title: title, user: caller.map(UserBar.init), message: text, status: Int(problem.status.code)), status: problem.status)
+        var response = render("error", ErrorView(title: title, user: caller.map(UserBar.init), message: text), status: problem.status)
         if let retry = problem.headers[HTTPField.Name("Retry-After")!] { response.headers[HTTPField.Name("Retry-After")!] = retry }
         return response
     }

@@ -32,8 +32,8 @@ public struct WebRoutes: Sendable {
             pages.login(next: WebSession.safeNext(request.queryString("next")), error: nil, status: .ok)
         }
         routes.add(.init(.post, "/auth/login", summary: "Log in with an owner or viewer API key (form field api_key): the login cookie and a 303 to /", tag: tag, status: 303, errors: [401, 403], requestMediaType: "application/x-www-form-urlencoded", responseMediaType: html), to: router) { request, context in
-            await pages.page(for: request) {
-                try session.requireOwnOrigin(request, context: context)
+            await pages.page {
+                try session.requireOwnOrigin(request)
                 var request = request
                 let form = FormBody(try await request.collectBody(upTo: context.maxUploadSize))
                 let next = WebSession.safeNext(form["next"])
@@ -46,7 +46,7 @@ public struct WebRoutes: Sendable {
             }
         }
         routes.add(.init(.get, "/auth/login", summary: "Use a login link: sets the login cookie and redirects to /", tag: tag, status: 303, errors: [401], query: [QueryParameter("token", schema: ["type": "string"])], responseMediaType: html), to: router) { request, context in
-            await pages.page(for: request) {
+            await pages.page {
                 guard let token = request.queryString("token"), !token.isEmpty else {
                     throw Problem(status: .unauthorized, slug: "invalid-login-link", title: "Login link not valid", detail: "The link has no token.")
                 }
@@ -55,8 +55,8 @@ public struct WebRoutes: Sendable {
             }
         }
         routes.add(.init(.post, "/auth/logout", summary: "End the login session (the cookie is refused from then on), clear the cookie, 303 to /login", tag: tag, status: 303, errors: [403], responseMediaType: html), to: router) { request, context in
-            await pages.page(for: request) {
-                try session.requireOwnOrigin(request, context: context)
+            await pages.page {
+                try session.requireOwnOrigin(request)
                 await session.logOut(request, context: context)
                 var response = Response(status: .seeOther, headers: [.location: "/login", .cacheControl: "no-store"])
                 response.headers[.setCookie] = AccessRoutes.clearedCookie(access.configuration)

@@ -19,7 +19,7 @@ struct WebSession: Sendable {
     }
 
     /// A form that changes something (logging in or out) must come from this server's own pages.
-    func requireOwnOrigin(_ request: Request, context: SessiondRequestContext) throws {
+    func requireOwnOrigin(_ request: Request) throws {
         guard AccessMiddleware.isOwnOrigin(request.headers[.origin], host: request.head.authority, publicBaseURL: access.configuration.publicBaseURL) else {
             throw AccessError.foreignOrigin
         }

@@ -161,9 +161,9 @@ final class Chromium: Sendable {
             parameters["browserContextId"] = context["browserContextId"] ?? .null
         }
         let target = try await send("Target.createTarget", parameters)
-        guard let targetID = target["targetId"]?.stringValue else { throw Failure(description: "no targetId") }
+        guard let targetID = target["targetId"]?.string else { throw Failure(description: "no targetId") }
         let attached = try await send("Target.attachToTarget", ["targetId": .string(targetID), "flatten": true])
-        guard let session = attached["sessionId"]?.stringValue else { throw Failure(description: "no sessionId") }
+        guard let session = attached["sessionId"]?.string else { throw Failure(description: "no sessionId") }
         let page = Page(browser: self, session: session)
         try await page.send("Page.enable")
         try await page.send("Network.enable")
@@ -208,7 +208,7 @@ final class Chromium: Sendable {
                 let value = try? await evaluate(expression)
                 if let value, value != .null, value != .bool(false), value != .string(""), value != .int(0) { return value }
                 if ContinuousClock.now > deadline {
-                    let url = (try? await evaluate("location.href"))?.stringValue ?? "?"
+                    let url = (try? await evaluate("location.href"))?.string ?? "?"
                     throw Failure(description: "waited \(seconds) s for \(what) at \(url)")
                 }
                 try await Task.sleep(for: .milliseconds(25))
@@ -238,32 +238,21 @@ final class Chromium: Sendable {
             try await send("Emulation.setDeviceMetricsOverride", ["width": .int(Int64(width)), "height": .int(Int64(height)), "deviceScaleFactor": 1, "mobile": .bool(mobile)])
             var parameters: [String: JSONValue] = ["format": "png"]
             if fullPage {
-                let scrollHeight = try await evaluate("document.documentElement.scrollHeight").intValue ?? Int64(height)
+                let scrollHeight = try await evaluate("document.documentElement.scrollHeight").int ?? Int64(height)
                 parameters["clip"] = ["x": 0, "y": 0, "width": .int(Int64(width)), "height": .int(max(Int64(height), scrollHeight)), "scale": 1]
                 parameters["captureBeyondViewport"] = true
             }
             let shot = try await send("Page.captureScreenshot", parameters)
-            guard let data = shot["data"]?.stringValue.flatMap({ Data(base64Encoded: $0) }) else { throw Failure(description: "no screenshot") }
+            guard let data = shot["data"]?.string.flatMap({ Data(base64Encoded: $0) }) else { throw Failure(description: "no screenshot") }
             return data
         }
 
         /// Every URL this tab asked for so far.
         var requestedURLs: [String] {
             browser.events.compactMap { event in
-                guard event["sessionId"]?.stringValue == session, event["method"]?.stringValue == "Network.requestWillBeSent" else { return nil }
-                return event["params"]?["request"]?["url"]?.stringValue
+                guard event["sessionId"]?.string == session, event["method"]?.string == "Network.requestWillBeSent" else { return nil }
+                return event["params"]?["request"]?["url"]?.string
             }
-        }
-    }
-}
-
-extension JSONValue {
-    var stringValue: String? { if case .string(let value) = self { value } else { nil } }
-    var intValue: Int64? {
-        switch self {
-        case .int(let value): value
-        case .double(let value): Int64(value)
-        default: nil
         }
     }
 }
