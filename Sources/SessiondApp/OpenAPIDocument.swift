@@ -24,7 +24,7 @@ enum OpenAPIDocument {
             case .public:
                 operation["security"] = []
             }
-            if route.method == .post {
+            if route.method == .post, route.errorMediaType == "application/problem+json" {
                 parameters.append([
                     "name": "Idempotency-Key", "in": "header", "required": false,
                     "schema": ["type": "string", "pattern": "^[!-~]{1,255}$"],
@@ -45,7 +45,8 @@ enum OpenAPIDocument {
             }
             responses[String(route.successStatus)] = .object(success)
             for status in Set(errors).sorted() {
-                var problem: JSONValue = ["description": .string(Self.describe(status)), "content": ["application/problem+json": ["schema": ref("Problem")]]]
+                let content: JSONValue = route.errorMediaType == "application/problem+json" ? ["schema": ref("Problem")] : [:]
+                var problem: JSONValue = ["description": .string(Self.describe(status)), "content": .object([route.errorMediaType: content])]
                 if status == 429, case .object(var object) = problem {
                     object["headers"] = [
                         "Retry-After": ["schema": integer], "RateLimit-Limit": ["schema": integer],

@@ -169,9 +169,11 @@ enum WebAssets {
               row.setAttribute("data-package-id", p.package_id);
               list.appendChild(row);
             }
-            if (row.getAttribute("data-status") === p.delivery_status && row.childNodes.length > 0 && row.getAttribute("data-by") === (p.assigned_deliverer_id || "")) { return; }
+            // What the row shows; redrawn only when that changes (an event may have set the status already).
+            var drawn = [p.delivery_status, p.assigned_deliverer_id || "", p.failure_reason || "", p.value_cents].join("|");
+            if (row.sessiondDrawn === drawn) { return; }
+            row.sessiondDrawn = drawn;
             row.setAttribute("data-status", p.delivery_status);
-            row.setAttribute("data-by", p.assigned_deliverer_id || "");
             row.textContent = "";
             row.appendChild(make("span", "barcode", p.barcode));
             row.appendChild(make("span", "pill " + p.delivery_status, packageWords[p.delivery_status] || p.delivery_status));
@@ -180,8 +182,9 @@ enum WebAssets {
             if (p.failure_reason) { row.appendChild(make("span", "reason", p.failure_reason)); }
           }
 
-          function draw(main, s) {
-            if (s.status === "completed" || s.status === "archived") { location.reload(); return; }
+          // The session-level figures, from the document or from an event's `session` figures.
+          function drawFigures(main, s) {
+            if (s.status === "completed" || s.status === "archived") { location.reload(); return false; }
             var pending = s.packages_total - s.packages_delivered - s.packages_failed;
             var progress = percentOf(s.packages_delivered + s.packages_failed, s.packages_total);
             setFigure(main, "status", s.status, sessionWords[s.status] || s.status);
@@ -193,6 +196,11 @@ enum WebAssets {
             setFigure(main, "total_revenue_cents", s.total_revenue_cents, reais(s.total_revenue_cents));
             var bar = main.querySelector("progress");
             if (bar) { bar.value = progress; }
+            return true;
+          }
+
+          function draw(main, s) {
+            if (!drawFigures(main, s)) { return; }
             var names = {};
             var deliverers = main.querySelector(".rows.deliverers");
             (s.deliverers || []).forEach(function (d) { names[d.deliverer_id] = d.name || d.deliverer_id; drawDeliverer(deliverers, d); });
@@ -209,7 +217,25 @@ enum WebAssets {
             var id = main.getAttribute("data-live-session");
             var state = main.querySelector("[data-live-state]");
             var url = "/api/sessions/" + encodeURIComponent(id);
-            var busy = false, again = false, etag = null;
+            var busy = false, again = false, etag = null, shown = 0;
+            var marks = { "delivery.package.picked_up": "picked_up", "delivery.package.delivered": "delivered", "delivery.package.failed": "failed" };
+            // An event carries the session's figures after the change and the package it touched:
+            // drawn at once; the document read that follows fills in the rest (deliverers' figures).
+            function apply(event) {
+              var data;
+              try { data = JSON.parse(event.data); } catch (e) { return; }
+              var figures = data && data.session;
+              if (!figures || figures.version < shown) { return; }
+              shown = figures.version;
+              if (!drawFigures(main, figures)) { return; }
+              var id = data.details && data.details.package_id, status = marks[event.type];
+              var row = id && status && main.querySelector('[data-package-id="' + CSS.escape(id) + '"]');
+              if (row && row.getAttribute("data-status") !== status) {
+                row.setAttribute("data-status", status);
+                var pill = row.querySelector(".pill");
+                if (pill) { pill.className = "pill " + status; pill.textContent = packageWords[status]; }
+              }
+            }
             function refresh() {
               if (busy) { again = true; return; }
               busy = true;
@@ -221,7 +247,10 @@ enum WebAssets {
                   etag = response.headers.get("ETag");
                   return response.json();
                 })
-                .then(function (session) { if (session) { draw(main, session); } })
+                .then(function (session) {
+                  // Never back to an older state than an event already drew.
+                  if (session && session.version >= shown) { shown = session.version; draw(main, session); }
+                })
                 .catch(function () { again = true; })
                 .finally(function () {
                   busy = false;
@@ -239,7 +268,7 @@ enum WebAssets {
               if (state) { state.textContent = "reconectando…"; state.className = "live off"; }
             });
             (main.getAttribute("data-event-types") || "").split(" ").forEach(function (type) {
-              if (type) { stream.addEventListener(type, refresh); }
+              if (type) { stream.addEventListener(type, function (event) { apply(event); refresh(); }); }
             });
             stream.addEventListener("message", refresh);
           }

@@ -28,10 +28,10 @@ public struct WebRoutes: Sendable {
         let session = WebSession(access: access, clock: clock)
         let (pages, delivery, access) = (pages, delivery, access)
 
-        routes.add(.init(.get, "/login", summary: "The login page: an API-key form (and where a login link ends when it is not valid)", tag: tag, responseMediaType: html), to: router) { request, _ in
+        routes.add(.init(.get, "/login", summary: "The login page: an API-key form (and where a login link ends when it is not valid)", tag: tag, responseMediaType: html, errorMediaType: html), to: router) { request, _ in
             pages.login(next: WebSession.safeNext(request.queryString("next")), error: nil, status: .ok)
         }
-        routes.add(.init(.post, "/auth/login", summary: "Log in with an owner or viewer API key (form field api_key): the login cookie and a 303 to /", tag: tag, status: 303, errors: [401, 403], requestMediaType: "application/x-www-form-urlencoded", responseMediaType: html), to: router) { request, context in
+        routes.add(.init(.post, "/auth/login", summary: "Log in with an owner or viewer API key (form field api_key): the login cookie and a 303 to /", tag: tag, status: 303, errors: [401, 403], requestMediaType: "application/x-www-form-urlencoded", responseMediaType: html, errorMediaType: html), to: router) { request, context in
             await pages.page {
                 try session.requireOwnOrigin(request)
                 var request = request
@@ -45,7 +45,7 @@ public struct WebRoutes: Sendable {
                 }
             }
         }
-        routes.add(.init(.get, "/auth/login", summary: "Use a login link: sets the login cookie and redirects to /", tag: tag, status: 303, errors: [401], query: [QueryParameter("token", schema: ["type": "string"])], responseMediaType: html), to: router) { request, context in
+        routes.add(.init(.get, "/auth/login", summary: "Use a login link: sets the login cookie and redirects to /", tag: tag, status: 303, errors: [401], query: [QueryParameter("token", schema: ["type": "string"])], responseMediaType: html, errorMediaType: html), to: router) { request, context in
             await pages.page {
                 guard let token = request.queryString("token"), !token.isEmpty else {
                     throw Problem(status: .unauthorized, slug: "invalid-login-link", title: "Login link not valid", detail: "The link has no token.")
@@ -54,7 +54,7 @@ public struct WebRoutes: Sendable {
                 return AccessRoutes.loggedIn(login, token: secret, configuration: access.configuration)
             }
         }
-        routes.add(.init(.post, "/auth/logout", summary: "End the login session (the cookie is refused from then on), clear the cookie, 303 to /login", tag: tag, status: 303, errors: [403], responseMediaType: html), to: router) { request, context in
+        routes.add(.init(.post, "/auth/logout", summary: "End the login session (the cookie is refused from then on), clear the cookie, 303 to /login", tag: tag, status: 303, errors: [403], responseMediaType: html, errorMediaType: html), to: router) { request, context in
             await pages.page {
                 try session.requireOwnOrigin(request)
                 await session.logOut(request, context: context)
@@ -67,7 +67,7 @@ public struct WebRoutes: Sendable {
         routes.add(.init(.get, "/", summary: "My sessions, newest first (?status=, ?barcode=, ?cursor=)", tag: tag, query: [
             QueryParameter("status", schema: ["type": "string", "enum": .array(SessionStatus.allCases.map { .string($0.rawValue) })]),
             QueryParameter("barcode", schema: ["type": "string"]), .cursor(),
-        ], responseMediaType: html), to: router) { request, context in
+        ], responseMediaType: html, errorMediaType: html), to: router) { request, context in
             await pages.signedInPage(for: request, session: session, context: context) { caller in
                 let filter = try SessionFilter(status: request.queryString("status"), barcode: request.queryString("barcode"), cursor: request.queryString("cursor"))
                 guard let userID = caller.userID else { throw Problem(status: .forbidden, slug: "forbidden", title: "Forbidden", detail: "This login has no user.") }
@@ -76,7 +76,7 @@ public struct WebRoutes: Sendable {
                 return pages.sessions(page.items, next: page.next, filter: filter, caller: caller)
             }
         }
-        routes.add(.init(.get, "/sessions/{id}", summary: "One session: live while open, active or paused; its history once closed", tag: tag, errors: [404], responseMediaType: html), to: router) { request, context in
+        routes.add(.init(.get, "/sessions/{id}", summary: "One session: live while open, active or paused; its history once closed", tag: tag, errors: [404], responseMediaType: html, errorMediaType: html), to: router) { request, context in
             await pages.signedInPage(for: request, session: session, context: context) { caller in
                 let id = try context.parameters.require("id")
                 let aggregate = try await delivery.session(id, caller: caller)
@@ -87,7 +87,7 @@ public struct WebRoutes: Sendable {
                 return pages.live(aggregate, caller: caller)
             }
         }
-        routes.add(.init(.get, "/sessions/{id}/export.csv", summary: "A closed session's packages as CSV", tag: tag, errors: [404, 409], responseMediaType: "text/csv"), to: router) { request, context in
+        routes.add(.init(.get, "/sessions/{id}/export.csv", summary: "A closed session's packages as CSV", tag: tag, errors: [404, 409], responseMediaType: "text/csv", errorMediaType: html), to: router) { request, context in
             await pages.signedInPage(for: request, session: session, context: context) { caller in
                 let aggregate = try await delivery.session(try context.parameters.require("id"), caller: caller)
                 guard aggregate.session.isReadOnly else {

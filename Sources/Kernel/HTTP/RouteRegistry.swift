@@ -51,12 +51,15 @@ public struct RouteDescription: Sendable {
     public var alternativeRequests: [String: String] = [:]
     /// The success answer's media type, for the OpenAPI document.
     public var responseMediaType: String
+    /// How errors are answered: problem+json, or an HTML page for the dashboard's pages.
+    public var errorMediaType: String
 
     public init(
         _ method: HTTPRequest.Method, _ path: String, summary: String, tag: String,
         request: String? = nil, response: String? = nil, status: Int = 200, errors: [Int] = [],
         query: [QueryParameter] = [], access: RouteAccess? = nil, maxBodyBytes: Int? = nil,
-        requestMediaType: String = "application/json", responseMediaType: String = "application/json"
+        requestMediaType: String = "application/json", responseMediaType: String = "application/json",
+        errorMediaType: String = "application/problem+json"
     ) {
         self.method = method
         self.path = path
@@ -72,6 +75,7 @@ public struct RouteDescription: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.requestMediaType = requestMediaType
         self.responseMediaType = responseMediaType
+        self.errorMediaType = errorMediaType
     }
 
     /// The Hummingbird form of the path: `/api/sessions/:id`.
