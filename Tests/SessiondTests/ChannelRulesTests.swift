@@ -89,4 +89,19 @@ struct ChannelRulesTests {
         #expect(png.prefix(8) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         #expect(png.count > 200)
     }
+
+    @Test("a shutdown's bounded wait really ends at its limit, even on work that ignores cancellation")
+    func boundedWait() async throws {
+        // Awaiting another task's value cannot be cancelled: a task group around it (the first
+        // version) waited the whole 30 s, so a stuck bot connection could hang a server's shutdown.
+        let stuck = Task { try? await Task.sleep(for: .seconds(30)) }
+        defer { stuck.cancel() }
+        let started = ContinuousClock.now
+        await ChannelRuntime.within(.milliseconds(200)) { await stuck.value }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        // And work that ends sooner is not held to the limit.
+        let quick = ContinuousClock.now
+        await ChannelRuntime.within(.seconds(30)) {}
+        #expect(ContinuousClock.now - quick < .seconds(10))
+    }
 }

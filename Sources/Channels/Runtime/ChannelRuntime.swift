@@ -67,14 +67,30 @@ public final class ChannelRuntime: Service, Sendable {
         }
     }
 
-    /// Runs `work`, giving up waiting for it after `limit`.
+    /// Runs `work`, giving up waiting for it after `limit` (it is left running then). Not a task
+    /// group: a group waits for all its children at its end, so one that ignores cancellation
+    /// (awaiting another task's value does) would make the limit mean nothing.
     static func within(_ limit: Duration, _ work: @escaping @Sendable () async -> Void) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await work() }
-            group.addTask { try? await Task.sleep(for: limit) }
-            await group.next()
-            group.cancelAll()
+        let first = FirstOf()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            first.set(continuation)
+            let timer = Task {
+                try? await Task.sleep(for: limit)
+                first.resume()
+            }
+            Task {
+                await work()
+                timer.cancel()
+                first.resume()
+            }
         }
+    }
+
+    /// Resumes a continuation once, whoever comes first.
+    final class FirstOf: Sendable {
+        private let waiting = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        func set(_ continuation: CheckedContinuation<Void, Never>) { waiting.withLock { $0 = continuation } }
+        func resume() { waiting.withLock { current in defer { current = nil }; return current }?.resume() }
     }
 
     func reconcile() async {
@@ -96,7 +112,11 @@ public final class ChannelRuntime: Service, Sendable {
             let toStart = wantedByID.filter { current[$0.key] == nil }.map { ($0.key, $0.value) }
             return (stopped, toStart)
         }
-        for task in stopped { await task.value }
+        // A stopped connection ends within moments; one stuck past 5 s does not hold up every
+        // other channel (its writes are fenced by the lease generation it had).
+        if !stopped.isEmpty {
+            await Self.within(.seconds(5)) { for task in stopped { await task.value } }
+        }
         for (id, generation) in toStart {
             let connection = ChannelConnection(id: id, generation: generation, runtime: self)
             let task = Task { await connection.run() }

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Kernel
 import NIOCore
 import SessiondApp
+import Synchronization
 import Testing
 
 /// The admin key every test server is configured with; `send` uses it unless a request names
@@ -20,21 +21,60 @@ enum TestAuth {
 }
 
 /// Builds the real application (the same composition root as `sessiond serve`) on a fresh database.
-func withApp<T>(
+///
+/// Once the test's body has returned, the application's shutdown gets 30 s: a shutdown still
+/// running then is recorded as a warning naming the test and left behind, so that one stuck
+/// service cannot hang the whole run (CI once ran out of its 90 minutes that way).
+func withApp<T: Sendable>(
     _ framework: TestingSetup = .router, clock: WallClock = .system,
     configure: @Sendable (inout ServerConfiguration) -> Void = { _ in },
-    _ body: @Sendable (any TestClientProtocol, DatabaseLocation) async throws -> T
+    _ body: @escaping @Sendable (any TestClientProtocol, DatabaseLocation) async throws -> T,
+    sourceLocation: SourceLocation = #_sourceLocation
 ) async throws -> T {
     let location = try await TestDatabase.make()
     let app = try testApplication(on: location, clock: clock, configure: configure)
-    do {
-        let result = try await app.test(framework) { client in try await body(client, location) }
-        await TestDatabase.drop(location)
-        return result
-    } catch {
-        await TestDatabase.drop(location)
-        throw error
+    let run = AppRun<T>()
+    Task {
+        do {
+            let value = try await app.test(framework) { client in
+                let value = try await body(client, location)
+                run.bodyReturned(value)
+                return value
+            }
+            run.finish(.success(value))
+        } catch {
+            run.finish(.failure(error))
+        }
     }
+    var shutdownStarted: ContinuousClock.Instant?
+    while true {
+        if let outcome = run.outcome {
+            await TestDatabase.drop(location)
+            return try outcome.get()
+        }
+        if let value = run.returned {
+            let started = shutdownStarted ?? ContinuousClock.now
+            shutdownStarted = started
+            if ContinuousClock.now - started > .seconds(30) {
+                Issue.record("the application's shutdown did not end within 30 s of the test's end; left running", severity: .warning, sourceLocation: sourceLocation)
+                return value
+            }
+        }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+}
+
+/// What a test application's run came to: the body's value as soon as it returned, then the whole run's end.
+final class AppRun<T: Sendable>: Sendable {
+    private struct State {
+        var returned: T?
+        var outcome: Result<T, any Error>?
+    }
+    private let state = Mutex(State())
+    var returned: T? { state.withLock { $0.returned } }
+    var outcome: Result<T, any Error>? { state.withLock { $0.outcome } }
+    func bodyReturned(_ value: T) { state.withLock { $0.returned = value } }
+    func finish(_ outcome: Result<T, any Error>) { state.withLock { $0.outcome = outcome } }
 }
 
 /// The real composition root on a test database, on any free port, logging errors only. Rate
