@@ -160,10 +160,15 @@ final class ChannelConnection: Sendable {
             do {
                 leased = try await store.lease(id, owner: runtime.node, ttlMilliseconds: ttl, now: service.clock.now())
             } catch {
-                leased = nil
+                // The database failed to answer: ask again in a second (not a third of the lease:
+                // a passing error would keep the bot away for that long).
+                if Task.isCancelled { break }
+                logger.error("channels: could not take a channel's lease", metadata: ["channel_id": .string(id), "error": "\(error)"])
+                try? await Task.sleep(for: .seconds(1))
+                continue
             }
             guard let lease = leased else {
-                // Another server holds it (or the database is away): look again in a third of the lease.
+                // Another server holds it: look again in a third of the lease.
                 try? await Task.sleep(for: .milliseconds(max(ttl / 3, 200)))
                 continue
             }
