@@ -81,20 +81,37 @@ public final class PostgresDatabase: Service, Sendable {
     }
 
     /// Runs `body` in a transaction; the error `body` throws is rethrown as it is (not wrapped).
+    ///
+    /// A connection never goes back to the pool inside a transaction: when anything fails —
+    /// including the task being cancelled half-way, which makes the next statement fail — the
+    /// ROLLBACK runs in a task of its own that the cancellation does not reach, and if even that
+    /// fails the connection is closed. (Before, a cancelled task could leave its connection "idle
+    /// in transaction": the pool's next user then worked inside that never-committed transaction
+    /// and others waited for ever on its locks.)
     public func transaction<T: Sendable>(_ body: (PostgresSQL) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
             let sql = PostgresSQL(connection: connection, logger: logger)
-            try await sql.execute("BEGIN")
-            let value: T
             do {
-                value = try await body(sql)
+                try await sql.execute("BEGIN")
+                let value = try await body(sql)
+                try await sql.execute("COMMIT")
+                return value
             } catch {
-                do { try await sql.execute("ROLLBACK") } catch { logger.warning("rollback failed", metadata: ["error": "\(error)"]) }
+                await Self.rollBack(sql, logger: logger)
                 throw error
             }
-            try await sql.execute("COMMIT")
-            return value
         }
+    }
+
+    static func rollBack(_ sql: PostgresSQL, logger: Logger) async {
+        await Task {
+            do {
+                try await sql.execute("ROLLBACK")
+            } catch {
+                logger.warning("rollback failed; closing the connection", metadata: ["error": "\(error)"])
+                try? await sql.connection.close()
+            }
+        }.value
     }
 }
 
