@@ -22,7 +22,7 @@ enum TestAuth {
 
 /// Builds the real application (the same composition root as `sessiond serve`) on a fresh database.
 ///
-/// Once the test's body has returned, the application's shutdown gets 30 s: a shutdown still
+/// Once the test's body has ended (returned or thrown), the application's shutdown gets 30 s: a shutdown still
 /// running then is recorded as a warning naming the test and left behind, so that one stuck
 /// service cannot hang the whole run (CI once ran out of its 90 minutes that way).
 func withApp<T: Sendable>(
@@ -37,9 +37,14 @@ func withApp<T: Sendable>(
     Task {
         do {
             let value = try await app.test(framework) { client in
-                let value = try await body(client, location)
-                run.bodyReturned(value)
-                return value
+                do {
+                    let value = try await body(client, location)
+                    run.bodyEnded(.success(value))
+                    return value
+                } catch {
+                    run.bodyEnded(.failure(error))
+                    throw error
+                }
             }
             run.finish(.success(value))
         } catch {
@@ -52,28 +57,29 @@ func withApp<T: Sendable>(
             await TestDatabase.drop(location)
             return try outcome.get()
         }
-        if let value = run.returned {
+        if let ended = run.bodyOutcome {
             let started = shutdownStarted ?? ContinuousClock.now
             shutdownStarted = started
             if ContinuousClock.now - started > .seconds(30) {
                 Issue.record("the application's shutdown did not end within 30 s of the test's end; left running", severity: .warning, sourceLocation: sourceLocation)
-                return value
+                return try ended.get()
             }
         }
         try? await Task.sleep(for: .milliseconds(50))
     }
 }
 
-/// What a test application's run came to: the body's value as soon as it returned, then the whole run's end.
+/// What a test application's run came to: the body's end (its value or error) as soon as it
+/// ended, then the whole run's end.
 final class AppRun<T: Sendable>: Sendable {
     private struct State {
-        var returned: T?
+        var bodyOutcome: Result<T, any Error>?
         var outcome: Result<T, any Error>?
     }
     private let state = Mutex(State())
-    var returned: T? { state.withLock { $0.returned } }
+    var bodyOutcome: Result<T, any Error>? { state.withLock { $0.bodyOutcome } }
     var outcome: Result<T, any Error>? { state.withLock { $0.outcome } }
-    func bodyReturned(_ value: T) { state.withLock { $0.returned = value } }
+    func bodyEnded(_ outcome: Result<T, any Error>) { state.withLock { $0.bodyOutcome = outcome } }
     func finish(_ outcome: Result<T, any Error>) { state.withLock { $0.outcome = outcome } }
 }
 
