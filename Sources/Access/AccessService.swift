@@ -191,6 +191,7 @@ public final class AccessService: Sendable {
         }
         if key.revoked { throw AccessError.revokedKey }
         if let expires = key.expiresAt, expires <= now { throw AccessError.expiredKey }
+        if key.role == .deliverer, key.userID == nil { throw AccessError.keyNeedsOwner }
         lastUsed.withLock { $0[key.id] = now.milliseconds }
         return key.caller
     }
@@ -261,9 +262,9 @@ public final class AccessService: Sendable {
         public var secret: String
     }
 
-    /// A new key and its secret, which is shown this once.
+    /// A new key and its secret, which is shown this once. An admin makes any key; an owner makes
+    /// `deliverer` and `viewer` keys for its own `user_id` (the default), nothing else.
     public func createKey(_ request: NewKey, caller: Caller, ip: String? = nil) async throws -> (key: APIKey, secret: String) {
-        try requireAdmin(caller, "Only an admin creates API keys.")
         let now = clock.now()
         let name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !name.isEmpty, name.count <= 200 else { throw AccessError.invalid(field: "name", detail: "name must be 1 to 200 characters.") }
@@ -272,9 +273,19 @@ public final class AccessService: Sendable {
                 field: "role",
                 detail: "role must be one of \(AccessRole.allCases.filter { $0 != .channel }.map(\.rawValue).joined(separator: ", ")) (a channel key is made with its channel).")
         }
-        let userID = try Self.identifier(request.userID, field: "user_id")
-        let delivererID = try Self.identifier(request.delivererID, field: "deliverer_id")
-        if role.needsUserID && userID == nil { throw AccessError.invalid(field: "user_id", detail: "A \(role.rawValue) key needs user_id.") }
+        var userID = try Self.personID(request.userID, field: "user_id")
+        let delivererID = try Self.personID(request.delivererID, field: "deliverer_id")
+        switch caller.accessRole {
+        case .admin: break
+        case .owner:
+            guard role == .deliverer || role == .viewer else { throw AccessError.forbidden("An owner makes deliverer and viewer keys only.") }
+            guard let own = caller.userID else { throw AccessError.forbidden("This key has no user.") }
+            if let userID, userID != own { throw AccessError.forbidden("An owner makes keys for its own user_id only.") }
+            userID = own
+        default:
+            throw AccessError.forbidden("Only an admin, or an owner for its deliverers and viewers, creates API keys.")
+        }
+        if role.needsUserID && userID == nil { throw AccessError.invalid(field: "user_id", detail: "A \(role.rawValue) key needs user_id (the owner it works for).") }
         if role.needsDelivererID && delivererID == nil { throw AccessError.invalid(field: "deliverer_id", detail: "A deliverer key needs deliverer_id.") }
         var expiresAt: Timestamp?
         if let text = request.expiresAt {
@@ -287,7 +298,7 @@ public final class AccessService: Sendable {
         }
         let secret = KeyFormat.makeKey()
         let key = APIKey(
-            id: ids.make(), name: name, role: role, userID: role.needsUserID || role == .admin ? userID : nil,
+            id: ids.make(), name: name, role: role, userID: userID,
             delivererID: role.needsDelivererID ? delivererID : nil, prefix: String(secret.prefix(KeyFormat.displayedLength)),
             hash: KeyFormat.hash(secret), createdAt: now, expiresAt: expiresAt, revokedAt: nil, lastUsedAt: nil, replacedBy: nil)
         try await store.write(
@@ -301,8 +312,13 @@ public final class AccessService: Sendable {
     }
 
     public func keys(after cursor: String?, limit: Int, caller: Caller) async throws -> (items: [APIKey], next: String?) {
-        try requireAdmin(caller, "Only an admin lists API keys.")
-        let rows = try await store.keys(after: cursor, limit: limit + 1)
+        let rows: [APIKey]
+        if caller.isAdmin {
+            rows = try await store.keys(after: cursor, limit: limit + 1)
+        } else {
+            let tenant = try ownerTenant(caller, "Only an admin, or an owner for its deliverers and viewers, lists API keys.")
+            rows = try await store.keys(userID: tenant, roles: Self.ownerManagedRoles, after: cursor, limit: limit + 1)
+        }
         var items = Array(rows.prefix(limit))
         for index in items.indices {
             if let pending = pendingLastUsed(items[index].id), pending > (items[index].lastUsedAt?.milliseconds ?? 0) {
@@ -313,9 +329,24 @@ public final class AccessService: Sendable {
     }
 
     public func key(_ id: String, caller: Caller) async throws -> APIKey {
-        try requireAdmin(caller, "Only an admin reads API keys.")
-        guard let key = try await store.key(id: id) else { throw AccessError.notFound("API key \(id) does not exist.") }
+        if caller.isAdmin {
+            guard let key = try await store.key(id: id) else { throw AccessError.notFound("API key \(id) does not exist.") }
+            return key
+        }
+        let tenant = try ownerTenant(caller, "Only an admin, or an owner for its deliverers and viewers, manages API keys.")
+        guard let key = try await store.key(id: id), key.userID == tenant, Self.ownerManagedRoles.contains(key.role) else {
+            throw AccessError.notFound("API key \(id) does not exist.")
+        }
         return key
+    }
+
+    /// The keys an owner makes, reads, rotates and revokes for its own `user_id`.
+    static let ownerManagedRoles: [AccessRole] = [.deliverer, .viewer]
+
+    /// An owner's `user_id`; anyone else but an admin is refused with `detail`.
+    func ownerTenant(_ caller: Caller, _ detail: String) throws -> String {
+        guard caller.accessRole == .owner, let tenant = caller.userID else { throw AccessError.forbidden(detail) }
+        return tenant
     }
 
     public func revokeKey(_ id: String, caller: Caller, ip: String? = nil) async throws -> APIKey {
@@ -420,7 +451,7 @@ public final class AccessService: Sendable {
         let userID: String
         switch caller.accessRole {
         case .admin:
-            guard let requested = try Self.identifier(requested, field: "user_id") else {
+            guard let requested = try Self.personID(requested, field: "user_id") else {
                 throw AccessError.invalid(field: "user_id", detail: "An admin names the user_id the link logs in.")
             }
             userID = requested
@@ -457,7 +488,7 @@ public final class AccessService: Sendable {
         }
         do {
             return try await startLoginSession(
-                userID: link.userID, role: link.role, method: "link", ip: ip, userAgent: userAgent, now: now,
+                userID: link.userID, role: link.role, startedBy: "link", method: "link", ip: ip, userAgent: userAgent, now: now,
                 alongside: [AccessStore.useLoginLink(hash: hash, now: now)])
         } catch StorageError.conflict {
             throw Problem(status: .unauthorized, slug: "invalid-login-link", title: "Login link not valid", detail: "This login link was used already; ask for a new one.")
@@ -469,18 +500,19 @@ public final class AccessService: Sendable {
         guard let role = caller.accessRole, role == .owner || role == .viewer, let userID = caller.userID else {
             throw AccessError.forbidden("Only an owner or viewer key logs in to the dashboard.")
         }
-        return try await startLoginSession(userID: userID, role: role, method: "api_key", ip: ip, userAgent: userAgent, now: clock.now(), alongside: [])
+        return try await startLoginSession(
+            userID: userID, role: role, startedBy: caller.credentialID, method: "api_key", ip: ip, userAgent: userAgent, now: clock.now(), alongside: [])
     }
 
     func startLoginSession(
-        userID: String, role: AccessRole, method: String, ip: String?, userAgent: String?, now: Timestamp, alongside: [SQLStatement]
+        userID: String, role: AccessRole, startedBy: String?, method: String, ip: String?, userAgent: String?, now: Timestamp, alongside: [SQLStatement]
     ) async throws -> (session: LoginSession, token: String) {
         let token = KeyFormat.makeToken()
         let session = LoginSession(
             id: ids.make(), tokenHash: KeyFormat.hash(token), userID: userID, delivererID: nil, role: role, ip: ip.map { String($0.prefix(64)) },
             userAgent: userAgent.map { String($0.prefix(400)) }, createdAt: now,
             expiresAt: Timestamp(milliseconds: now.milliseconds + configuration.loginSessionLifetimeSeconds * 1000), lastSeenAt: now,
-            revoked: false)
+            revoked: false, startedBy: startedBy)
         try await store.write(
             alongside + [
                 AccessStore.insertLoginSession(session),
@@ -489,14 +521,16 @@ public final class AccessService: Sendable {
         return (session, token)
     }
 
+    /// Login sessions the caller may see: an admin's, anyone's (or `userID`'s); an owner's, its
+    /// `user_id`'s (its own and its viewers'); anyone else's, those its own credential started.
     public func loginSessions(caller: Caller, userID filter: String?, after cursor: String?, limit: Int) async throws -> (items: [LoginSession], next: String?) {
         let rows: [LoginSession]
         if caller.isAdmin {
-            rows = try await store.loginSessions(userID: filter, delivererID: nil, after: cursor, limit: limit + 1)
-        } else if let userID = caller.userID {
-            rows = try await store.loginSessions(userID: userID, delivererID: nil, after: cursor, limit: limit + 1)
-        } else if let delivererID = caller.scope("deliverer_id") {
-            rows = try await store.loginSessions(userID: nil, delivererID: delivererID, after: cursor, limit: limit + 1)
+            rows = try await store.loginSessions(userID: filter.map { try PersonID.checked($0, field: "user_id") }, after: cursor, limit: limit + 1)
+        } else if caller.accessRole == .owner, let userID = caller.userID {
+            rows = try await store.loginSessions(userID: userID, after: cursor, limit: limit + 1)
+        } else if let origin = try await originCredential(caller) {
+            rows = try await store.loginSessions(startedBy: origin, after: cursor, limit: limit + 1)
         } else {
             rows = []
         }
@@ -504,9 +538,20 @@ public final class AccessService: Sendable {
         return (items, rows.count > limit ? items.last?.id : nil)
     }
 
-    /// Ends one login session of the caller's (an admin's: anyone's). Someone else's is a 404.
+    /// The credential behind the caller: its API key, or the one that started its login session.
+    func originCredential(_ caller: Caller) async throws -> String? {
+        switch caller.kind {
+        case .apiKey: return caller.credentialID
+        case .loginSession:
+            guard let id = caller.credentialID else { return nil }
+            return try await store.loginSession(id: id)?.startedBy
+        case .anonymous: return nil
+        }
+    }
+
+    /// Ends one login session the caller may see (`loginSessions`); another is a 404.
     public func revokeLoginSession(_ id: String, caller: Caller, ip: String? = nil) async throws -> LoginSession {
-        guard var session = try await store.loginSession(id: id), caller.isAdmin || owns(session, caller) else {
+        guard var session = try await store.loginSession(id: id), try await owns(session, caller) else {
             throw AccessError.notFound("Login session \(id) does not exist.")
         }
         guard !session.revoked else { return session }
@@ -519,16 +564,19 @@ public final class AccessService: Sendable {
         return session
     }
 
-    /// Ends every login session of the caller's user but the one this request came with. A
-    /// principal without a user (the admin key) has no login sessions of its own: none are ended.
-    public func revokeOtherLoginSessions(caller: Caller, ip: String? = nil) async throws -> Int {
-        guard caller.userID != nil || caller.scope("deliverer_id") != nil else { return 0 }
+    /// Ends every login session the caller may see but the one this request came with. An admin
+    /// names the user (`userID`, 422 without).
+    public func revokeOtherLoginSessions(caller: Caller, userID filter: String? = nil, ip: String? = nil) async throws -> Int {
+        if caller.isAdmin {
+            guard let filter else { throw AccessError.invalid(field: "user_id", detail: "An admin names the user_id whose login sessions end.") }
+            _ = try PersonID.checked(filter, field: "user_id")
+        }
         let current = caller.kind == .loginSession ? caller.credentialID : nil
         var revoked = 0
         var cursor: String?
         let now = clock.now()
         repeat {
-            let page = try await loginSessions(caller: caller, userID: nil, after: cursor, limit: 200)
+            let page = try await loginSessions(caller: caller, userID: caller.isAdmin ? filter : nil, after: cursor, limit: 200)
             let targets = page.items.filter { !$0.revoked && $0.id != current }
             if !targets.isEmpty {
                 try await store.write(
@@ -552,10 +600,11 @@ public final class AccessService: Sendable {
         ])
     }
 
-    func owns(_ session: LoginSession, _ caller: Caller) -> Bool {
-        if let userID = caller.userID { return session.userID == userID }
-        if let delivererID = caller.scope("deliverer_id") { return session.delivererID == delivererID }
-        return false
+    func owns(_ session: LoginSession, _ caller: Caller) async throws -> Bool {
+        if caller.isAdmin { return true }
+        if caller.accessRole == .owner, let userID = caller.userID { return session.userID == userID }
+        guard let started = session.startedBy else { return false }
+        return try await originCredential(caller) == started
     }
 
     // MARK: the auth audit
@@ -618,11 +667,9 @@ public final class AccessService: Sendable {
         guard caller.isAdmin else { throw AccessError.forbidden(detail) }
     }
 
-    /// A trimmed identifier of 1 to 128 characters, or nil when absent.
-    static func identifier(_ value: String?, field: String) throws -> String? {
+    /// A person's id (`user_id`, `deliverer_id`: see `PersonID`), or nil when absent.
+    static func personID(_ value: String?, field: String) throws -> String? {
         guard let value else { return nil }
-        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.count <= 128 else { throw AccessError.invalid(field: field, detail: "\(field) must be 1 to 128 characters.") }
-        return trimmed
+        return try PersonID.checked(value, field: field)
     }
 }

@@ -112,10 +112,18 @@ public struct SubmissionService: Sendable {
         return submission
     }
 
+    /// Admins see every submission; owners, viewers and channel keys their tenant's; nobody else any.
     func visible(userID: String?, _ submission: Submission, to caller: Caller) -> Bool {
         if caller.isAdmin { return true }
-        if let own = caller.userID { return userID == own }
-        return submission.caller.id == caller.id && submission.caller.role == caller.role
+        guard let tenant = Self.readsTenant(caller) else { return false }
+        return userID == tenant
+    }
+
+    static func readsTenant(_ caller: Caller) -> String? {
+        switch caller.accessRole {
+        case .owner, .viewer, .channel: caller.userID
+        case .admin, .deliverer, nil: nil
+        }
     }
 
     public func submissions(status: String?, slug: String?, after cursor: String?, limit: Int, caller: Caller) async throws -> (items: [Submission], next: String?) {
@@ -130,7 +138,7 @@ public struct SubmissionService: Sendable {
         }
         if let slug { conditions.append("automation_slug = ?"); binds.append(.text(slug)) }
         if !caller.isAdmin {
-            guard let userID = caller.userID else { return ([], nil) }
+            guard let userID = Self.readsTenant(caller) else { return ([], nil) }
             conditions.append("user_id = ?")
             binds.append(.text(userID))
         }

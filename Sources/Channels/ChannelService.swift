@@ -511,7 +511,7 @@ public final class ChannelService: Sendable {
             }
             userID = channel.userID
         case .deliverer:
-            delivererID = try Self.text(request.delivererID, field: "deliverer_id", required: false)
+            if let requested = request.delivererID { delivererID = try PersonID.checked(requested, field: "deliverer_id") }
         }
         let name = try Self.text(request.name, field: "name", required: false)
         let salary = request.baseSalaryCents ?? 0

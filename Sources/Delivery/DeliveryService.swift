@@ -39,8 +39,8 @@ public struct DeliveryService: Sendable {
     /// Opens a session. `alongside` statements commit in the same transaction (what a bot
     /// records of the message that asked for it).
     public func create(userID: String, name: String?, caller: Caller, alongside: (DeliverySession) -> [SQLStatement] = { _ in [] }) async throws -> DeliverySession {
-        guard let userID = DeliveryAggregate.trimmedOrNil(userID), userID.count <= 128 else {
-            throw DeliveryError.invalid(field: "user_id", detail: "user_id must be a non-empty string of at most 128 characters.")
+        guard PersonID.isValid(userID) else {
+            throw DeliveryError.invalid(field: "user_id", detail: "user_id must be 1 to 64 characters of A-Z a-z 0-9 . _ : @ + -.")
         }
         let name = name.flatMap(DeliveryAggregate.trimmedOrNil)
         if let name, name.count > 200 { throw DeliveryError.invalid(field: "name", detail: "name is longer than 200 characters.") }

@@ -210,7 +210,7 @@ public struct ScanService: Sendable {
         writer.field("elapsed_ms", attempt.elapsedMS)
         writer.endObject()
         // A deliverer's scan is visible to that deliverer too.
-        let audience = caller.role == "deliverer" ? caller.scope("deliverer_id").map { ["deliverer_id=\($0)"] } ?? [] : []
+        let audience = caller.role == "deliverer" ? caller.scope("deliverer_id").map { [AudienceTag.tag("deliverer_id", $0)] } ?? [] : []
         return NewEvent(
             type: eventType, sessionID: attempt.sessionID, userID: attempt.userID, audience: audience, createdAt: attempt.createdAt,
             data: String(buffer: writer.buffer))

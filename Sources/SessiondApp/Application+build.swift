@@ -88,7 +88,7 @@ public func buildApplication(
     let router = Router(context: SessiondRequestContext.self)
     // Outermost first: id and log line, request metrics, errors to problem+json, the route's policy (body limit,
     // authentication, CSRF, rate limit), then idempotent replay scoped to the authenticated principal.
-    router.add(middleware: RequestLogMiddleware(ids: ids))
+    router.add(middleware: RequestLogMiddleware(ids: ids, trustedProxies: configuration.trustedProxies))
     router.add(middleware: RequestMetricsMiddleware())
     router.add(middleware: ProblemMiddleware(routes: routes))
     router.add(middleware: AccessMiddleware(access: access, routes: routes, clock: clock, defaultBodyLimit: configuration.maxBodyBytes))
@@ -96,7 +96,7 @@ public func buildApplication(
     router.add(middleware: IdempotencyMiddleware(store: idempotency, clock: clock, routes: routes))
 
     SystemRoutes(storage: storage, migrator: migrator, routes: routes, eventTypes: eventTypes).register(on: router)
-    SessiondMetrics.register(on: router, routes: routes, delivery: delivery)
+    SessiondMetrics.register(on: router, routes: routes, delivery: delivery, key: configuration.metricsKey)
     AccessRoutes(access: access, submissions: submissions).register(on: router, routes: routes)
     DeliveryRoutes(service: delivery).register(on: router, routes: routes)
     EventRoutes(reader: events, catalog: eventTypes) { sessionID, caller in

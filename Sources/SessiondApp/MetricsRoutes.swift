@@ -1,3 +1,4 @@
+import Crypto
 import Delivery
 import Hummingbird
 import Kernel
@@ -23,8 +24,19 @@ enum SessiondMetrics {
         MetricsSystem.bootstrap(factory)
     }()
 
-    static func register(on router: Router<SessiondRequestContext>, routes: RouteRegistry, delivery: DeliveryService) {
-        routes.add(.init(.get, "/metrics", summary: "Prometheus metrics of this process", tag: "system", response: "Metrics", responseMediaType: "text/plain"), to: router) { _, context in
+    /// `key`: `METRICS_KEY`; when set, a scrape needs `Authorization: Bearer` it (401 otherwise).
+    static func register(on router: Router<SessiondRequestContext>, routes: RouteRegistry, delivery: DeliveryService, key: String?) {
+        let expected = key.map { Array(SHA256.hash(data: Array(("Bearer " + $0).utf8))) }
+        routes.add(.init(.get, "/metrics", summary: "Prometheus metrics of this process (with METRICS_KEY set: Authorization: Bearer METRICS_KEY)", tag: "system", response: "Metrics", errors: [401], responseMediaType: "text/plain"), to: router) { request, context in
+            if let expected {
+                // Compared as digests, in constant time: the key's length and bytes stay unknown.
+                let given = Array(SHA256.hash(data: Array((request.headers[.authorization] ?? "").utf8)))
+                guard zip(given, expected).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else {
+                    var problem = Problem(status: .unauthorized, slug: "metrics-key", title: "Metrics key needed", detail: "This server's /metrics needs Authorization: Bearer METRICS_KEY.")
+                    problem.headers[.wwwAuthenticate] = "Bearer realm=\"metrics\""
+                    throw problem
+                }
+            }
             do {
                 for (status, count) in try await delivery.countsByStatus() {
                     Gauge(label: "sessiond_delivery_sessions", dimensions: [("status", status.rawValue)]).record(count)

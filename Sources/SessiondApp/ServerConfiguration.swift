@@ -41,6 +41,10 @@ public struct ServerConfiguration: Sendable {
     public var scanning = ScanningConfiguration()
     /// Bot channels: the Bot API's address, the key that seals tokens, polling, backoff and lease.
     public var channels = ChannelsConfiguration()
+    /// `TRUSTED_PROXIES`: the proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    public var trustedProxies = TrustedProxies()
+    /// `METRICS_KEY`: when set, `GET /metrics` needs `Authorization: Bearer` it.
+    public var metricsKey: String?
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host
@@ -110,6 +114,19 @@ public struct ServerConfiguration: Sendable {
         }
         if let text = environment["CONVERSATION_TTL"], !text.isEmpty {
             if let seconds = duration(text), seconds >= 1 { configuration.conversationTTLSeconds = seconds } else { problems.append("CONVERSATION_TTL: \(text) is not a duration of 1 s or more") }
+        }
+        if let text = environment["TRUSTED_PROXIES"], !text.trimmingCharacters(in: .whitespaces).isEmpty {
+            switch TrustedProxies.parse(text) {
+            case .success(let proxies): configuration.trustedProxies = proxies
+            case .failure(let error): problems.append("TRUSTED_PROXIES: \(error.entry) is not an address or a CIDR range")
+            }
+        }
+        if let key = environment["METRICS_KEY"], !key.isEmpty {
+            if key.count >= 16, key.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) {
+                configuration.metricsKey = key
+            } else {
+                problems.append("METRICS_KEY: must be 16 or more visible ASCII characters (the value is not shown)")
+            }
         }
         configuration.access = access(environment, &problems)
         configuration.webhooks = webhooks(environment, &problems)

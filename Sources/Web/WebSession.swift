@@ -37,15 +37,15 @@ struct WebSession: Sendable {
         let now = clock.now()
         let address = context.clientAddress ?? "unknown"
         let limiter = access.failureLimiter
-        if limiter.isEnabled, !limiter.isIdle, !limiter.peek(address, nowMilliseconds: now.milliseconds).allowed {
-            throw LoginRefused(status: .tooManyRequests, message: "Muitas tentativas. Espere um pouco e tente de novo.")
-        }
         let key = apiKey.trimmingCharacters(in: .whitespacesAndNewlines)
         let caller: Caller
         do {
             caller = try await access.authenticate(key.isEmpty ? .none : .key(key), now: now)
         } catch let error as AccessError {
-            if limiter.isEnabled { _ = limiter.take(address, nowMilliseconds: now.milliseconds) }
+            // Only failures count and only failures are refused: a valid key always logs in.
+            if limiter.isEnabled, !limiter.take(address, nowMilliseconds: now.milliseconds).allowed {
+                throw LoginRefused(status: .tooManyRequests, message: "Muitas tentativas. Espere um pouco e tente de novo.")
+            }
             await access.record(
                 AuditAction.login, .failure, userID: nil, caller: nil, details: ["method": "api_key", "reason": .string(error.problem.slug)], ip: context.clientAddress)
             throw LoginRefused(status: .unauthorized, message: "Chave inválida, expirada ou revogada.")

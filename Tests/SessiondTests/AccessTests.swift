@@ -25,7 +25,7 @@ struct AccessKeys {
         let owner = try await key(["name": "maria", "role": "owner", "user_id": "maria"])
         let other = try await key(["name": "joana", "role": "owner", "user_id": "joana"])
         let viewer = try await key(["name": "maria's accountant", "role": "viewer", "user_id": "maria"])
-        let deliverer = try await key(["name": "joão", "role": "deliverer", "deliverer_id": "joao"])
+        let deliverer = try await key(["name": "joão", "role": "deliverer", "deliverer_id": "joao", "user_id": "maria"])
         let revoked = try await key(["name": "old", "role": "owner", "user_id": "maria"])
         try await client.json(.post, "/api/keys/\(revoked["key_id"]!.string!)/revoke")
         let now = clock.map { $0.wallClock.now() } ?? WallClock.system.now()
@@ -48,7 +48,8 @@ struct AccessTests {
         var description: String { if case .status(let code) = self { "\(code)" } else { "allowed" } }
     }
 
-    enum Kind { case create, read, listing, manage, mark, adminOnly, loginLink, anyone, submit }
+    /// `keyCreate`, `keyListing`, `keyRead`: an owner manages its own user's deliverer and viewer keys.
+    enum Kind { case create, read, listing, manage, mark, adminOnly, loginLink, anyone, submit, keyCreate, keyListing, keyRead }
 
     struct Call {
         var method: HTTPRequest.Method
@@ -63,6 +64,8 @@ struct AccessTests {
         case (.anyone, _): return .allowed
         case (.create, "owner"), (.read, "owner"), (.listing, "owner"), (.manage, "owner"), (.mark, "owner"), (.loginLink, "owner"), (.submit, "owner"): return .allowed
         case (.read, "viewer"), (.listing, "viewer"): return .allowed
+        case (.keyCreate, "owner"), (.keyListing, "owner"), (.keyListing, "other"), (.keyRead, "owner"): return .allowed
+        case (.keyRead, "other"): return .status(404)
         case (.read, "deliverer"), (.mark, "deliverer"): return .allowed
         case (.read, "other"), (.listing, "other"), (.manage, "other"), (.mark, "other"), (.submit, "other"), (.listing, "deliverer"): return .status(404)
         default: return .status(403)
@@ -91,11 +94,11 @@ struct AccessTests {
             Call(method: .post, path: "/api/sessions/\(session)/resume", body: nil, kind: .manage),
             Call(method: .post, path: "/api/sessions/\(session)/complete", body: nil, kind: .manage),
             Call(method: .post, path: "/api/sessions/\(session)/archive", body: nil, kind: .manage),
-            Call(method: .post, path: "/api/keys", body: text(["name": "n", "role": "viewer", "user_id": "maria"]), kind: .adminOnly),
-            Call(method: .get, path: "/api/keys", body: nil, kind: .adminOnly),
-            Call(method: .get, path: "/api/keys/\(keyID)", body: nil, kind: .adminOnly),
-            Call(method: .post, path: "/api/keys/\(keyID)/rotate", body: nil, kind: .adminOnly),
-            Call(method: .post, path: "/api/keys/\(keyID)/revoke", body: nil, kind: .adminOnly),
+            Call(method: .post, path: "/api/keys", body: text(["name": "n", "role": "viewer", "user_id": "maria"]), kind: .keyCreate),
+            Call(method: .get, path: "/api/keys", body: nil, kind: .keyListing),
+            Call(method: .get, path: "/api/keys/\(keyID)", body: nil, kind: .keyRead),
+            Call(method: .post, path: "/api/keys/\(keyID)/rotate", body: nil, kind: .keyRead),
+            Call(method: .post, path: "/api/keys/\(keyID)/revoke", body: nil, kind: .keyRead),
             Call(method: .get, path: "/api/audits", body: nil, kind: .adminOnly),
             Call(method: .post, path: "/api/auth/login-links", body: text(["user_id": "maria"]), kind: .loginLink),
             Call(method: .get, path: "/api/auth/whoami", body: nil, kind: .anyone),

@@ -65,7 +65,7 @@ struct ChannelTests {
                 // Who sees what.
                 let owner1 = try await Self.key(client, role: "owner", user: "u1")
                 let viewer2 = try await Self.key(client, role: "viewer", user: "u2")
-                let deliverer = try await Self.key(client, role: "deliverer", deliverer: "d1")
+                let deliverer = try await Self.key(client, role: "deliverer", user: "u1", deliverer: "d1")
                 let ownList = try await client.json(.get, "/api/channels", headers: TestAuth.bearer(owner1))["items"]!.array
                 #expect(ownList.map { $0["channel_id"]?.string } == [id])
                 try await client.json(.get, "/api/channels/\(id)", expect: .notFound, headers: TestAuth.bearer(viewer2))

@@ -106,7 +106,7 @@ struct EventsTests {
             let maria = try await key(["name": "maria", "role": "owner", "user_id": "maria"])
             let joana = try await key(["name": "joana", "role": "owner", "user_id": "joana"])
             let viewer = try await key(["name": "maria's accountant", "role": "viewer", "user_id": "maria"])
-            let joao = try await key(["name": "joão", "role": "deliverer", "deliverer_id": "joao"])
+            let joao = try await key(["name": "joão", "role": "deliverer", "deliverer_id": "joao", "user_id": "maria"])
             let flow = DeliveryFlow(client: client)
             let mariaSession = try await flow.create(user: "maria")
             try await flow.add(mariaSession, ["M1", "M2"])
@@ -188,7 +188,7 @@ struct EventStreamTests {
     func sessionStream() async throws {
         try await withApp(.live) { client, _ in
             let port = try #require(client.port)
-            let joaoKey = try await client.json(.post, "/api/keys", body(["name": "j", "role": "deliverer", "deliverer_id": "joao"]), expect: .created)["key"]!.string!
+            let joaoKey = try await client.json(.post, "/api/keys", body(["name": "j", "role": "deliverer", "deliverer_id": "joao", "user_id": "owner-1"]), expect: .created)["key"]!.string!
             let flow = DeliveryFlow(client: client)
             let id = try await flow.create()
             let other = try await flow.create()

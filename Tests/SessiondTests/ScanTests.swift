@@ -84,7 +84,7 @@ import Testing
                 ($0["package_id"]!.string!, $0["barcode"]?.string == covered.barcode ? "ana" : "bia")
             }))
             func key(_ deliverer: String) async throws -> HTTPFields {
-                TestAuth.bearer(try await client.json(.post, "/api/keys", body(["name": "d", "role": "deliverer", "deliverer_id": .string(deliverer)]), expect: .created)["key"]!.string!)
+                TestAuth.bearer(try await client.json(.post, "/api/keys", body(["name": "d", "role": "deliverer", "deliverer_id": .string(deliverer), "user_id": "maria"]), expect: .created)["key"]!.string!)
             }
             let (ana, bia) = (try await key("ana"), try await key("bia"))
             // Another deliverer's package: refused by the delivery rules (409), for itself; 403 naming someone else.

@@ -109,7 +109,7 @@ struct WebTests {
         try await withApp(configure: Self.configure) { client, _ in
             let owner = try await Self.key(client, role: "owner", user: "maria")
             let viewer = try await Self.key(client, role: "viewer", user: "maria")
-            let deliverer = try await Self.key(client, role: "deliverer", deliverer: "ana")
+            let deliverer = try await Self.key(client, role: "deliverer", user: "maria", deliverer: "ana")
             let revoked = try await Self.key(client, role: "owner", user: "maria")
             let revokedID = try #require(try await client.json(.get, "/api/keys")["items"]!.array.first { $0["prefix"]?.string.map { revoked.hasPrefix($0) } == true }?["key_id"]?.string)
             try await client.json(.post, "/api/keys/\(revokedID)/revoke")

@@ -30,18 +30,17 @@ public struct AccessMiddleware: RouterMiddleware {
 
         let now = clock.now()
         let credential = Self.credential(request.headers)
-        // The peer's address is read only once some address has failed to authenticate.
-        if credential != .none, access.failureLimiter.isEnabled, !access.failureLimiter.isIdle {
-            let budget = access.failureLimiter.peek(context.clientAddress ?? "unknown", nowMilliseconds: now.milliseconds)
-            if !budget.allowed { throw AccessError.authThrottled(retryAfter: budget.retryAfter) }
-        }
         let caller: Caller
         do {
             caller = try await access.authenticate(credential, now: now)
         } catch let error as AccessError {
             if credential != .none {
+                // The throttle counts failures per client address and refuses only failures: a
+                // valid credential is never refused, whoever else shares the address (a proxy, a NAT).
                 if access.failureLimiter.isEnabled {
-                    _ = access.failureLimiter.take(context.clientAddress ?? "unknown", nowMilliseconds: now.milliseconds)
+                    let address = context.clientAddress ?? "unknown"
+                    let budget = access.failureLimiter.take(address, nowMilliseconds: now.milliseconds)
+                    if !budget.allowed { throw AccessError.authThrottled(retryAfter: budget.retryAfter) }
                 }
                 await access.record(
                     AuditAction.authenticationFailed, .failure, userID: nil, caller: nil,

@@ -84,14 +84,14 @@ public struct AccessRoutes: Sendable {
         routes.add(.init(.get, "/api/auth/whoami", summary: "Who this request is authenticated as", tag: tag, response: "WhoAmI"), to: router) { _, context in
             JSONResponse.write(WhoAmI(caller: context.caller), capacity: 256)
         }
-        routes.add(.init(.get, "/api/auth/sessions", summary: "Login sessions of the caller's user (admin: all, or ?user_id=)", tag: tag, response: "LoginSessionPage", errors: [422], query: [QueryParameter("user_id", schema: ["type": "string"]), .limit(maximum: 200), .cursor()]), to: router) { request, context in
+        routes.add(.init(.get, "/api/auth/sessions", summary: "Login sessions the caller may see: an owner's user's (its own and its viewers'), a viewer's own, an admin's all (or ?user_id=)", tag: tag, response: "LoginSessionPage", errors: [422], query: [QueryParameter("user_id", schema: ["type": "string"]), .limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
             let result = try await access.loginSessions(caller: context.caller, userID: request.queryString("user_id"), after: request.queryString("cursor"), limit: limit)
             let current = context.caller.kind == .loginSession ? context.caller.credentialID : nil
             return try JSONResponse.make(page(result.items.map { $0.json(current: current) }, next: result.next))
         }
-        routes.add(.init(.post, "/api/auth/sessions/revoke-others", summary: "End every other login session of the caller's user", tag: tag, response: "RevokedCount"), to: router) { _, context in
-            let count = try await access.revokeOtherLoginSessions(caller: context.caller, ip: context.clientAddress)
+        routes.add(.init(.post, "/api/auth/sessions/revoke-others", summary: "End every other login session the caller may see (an owner: its user's; a viewer: its own; an admin: ?user_id='s)", tag: tag, response: "RevokedCount", errors: [422], query: [QueryParameter("user_id", schema: ["type": "string"])]), to: router) { request, context in
+            let count = try await access.revokeOtherLoginSessions(caller: context.caller, userID: request.queryString("user_id"), ip: context.clientAddress)
             return try JSONResponse.make(["revoked": .int(Int64(count))] as JSONValue)
         }
         routes.add(.init(.post, "/api/auth/sessions/{session_id}/revoke", summary: "End one login session", tag: tag, response: "LoginSession", errors: [404]), to: router) { _, context in

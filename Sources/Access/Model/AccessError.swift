@@ -9,6 +9,8 @@ public enum AccessError: ProblemConvertible, Equatable {
     case invalidKey
     case expiredKey
     case revokedKey
+    /// A deliverer key made before deliverers served one owner: it has no `user_id`.
+    case keyNeedsOwner
     case malformedSession
     case invalidSession
     case expiredSession
@@ -33,6 +35,10 @@ public enum AccessError: ProblemConvertible, Equatable {
             return Self.unauthorized("expired-key", "Expired API key", "This API key has expired.")
         case .revokedKey:
             return Self.unauthorized("revoked-key", "Revoked API key", "This API key was revoked.")
+        case .keyNeedsOwner:
+            return Self.unauthorized(
+                "key-needs-owner", "Key needs an owner",
+                "This deliverer key names no owner (user_id); an admin or the owner makes a new one with deliverer_id and user_id.")
         case .malformedSession:
             return Self.unauthorized("malformed-session", "Malformed login session", "The login cookie is not one this server gives out; log in again.")
         case .invalidSession:

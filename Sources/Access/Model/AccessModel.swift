@@ -5,8 +5,9 @@ import Kernel
 public enum AccessRole: String, Sendable, CaseIterable {
     case admin, owner, viewer, deliverer, channel
 
-    /// Owner, viewer and channel keys act for a user; deliverer keys for a deliverer.
-    var needsUserID: Bool { self == .owner || self == .viewer || self == .channel }
+    /// Every key but the admin's belongs to a tenant (an owner's `user_id`); a deliverer key also
+    /// names the deliverer, who serves that owner only.
+    var needsUserID: Bool { self != .admin }
     var needsDelivererID: Bool { self == .deliverer }
 }
 
@@ -41,8 +42,10 @@ public struct APIKey: Sendable, Equatable {
 }
 
 extension Caller {
-    /// A principal of the access module: its id is what audit trails show as `actor_id`.
-    static func principal(kind: Kind, credentialID: String?, role: AccessRole, userID: String?, delivererID: String?) -> Caller {
+    /// A principal of the access module: its id is what audit trails show as `actor_id`. Front
+    /// ends acting for a person they linked (a bot's chat) make theirs here too, so a deliverer is
+    /// the same principal however it comes.
+    public static func principal(kind: Kind, credentialID: String?, role: AccessRole, userID: String?, delivererID: String?) -> Caller {
         var scopes: [String: String] = [:]
         if let userID { scopes["user_id"] = userID }
         if let delivererID { scopes["deliverer_id"] = delivererID }
@@ -52,7 +55,10 @@ extension Caller {
         case .deliverer: id = delivererID ?? "deliverer"
         case .owner, .viewer, .channel: id = userID ?? role.rawValue
         }
-        return Caller(kind: kind, id: id, credentialID: credentialID, role: role.rawValue, scopes: scopes)
+        var caller = Caller(kind: kind, id: id, credentialID: credentialID, role: role.rawValue, scopes: scopes)
+        // A deliverer reads its owner's events about the sessions it delivers in, no others.
+        if role == .deliverer { caller.audienceScope = "deliverer_id" }
+        return caller
     }
 
     var accessRole: AccessRole? { AccessRole(rawValue: role) }
@@ -71,6 +77,9 @@ public struct LoginSession: Sendable, Equatable {
     public var expiresAt: Timestamp
     public var lastSeenAt: Timestamp
     public var revoked: Bool
+    /// What started it: the API key's id (the web's key form) or `link:` and the login link's id.
+    /// A viewer's login sessions are the ones its own key started.
+    public var startedBy: String? = nil
 
     public var caller: Caller {
         var caller = Caller.principal(kind: .loginSession, credentialID: id, role: role, userID: userID, delivererID: delivererID)

@@ -102,6 +102,12 @@ enum AccessSQL {
                 "INSERT INTO access_epoch (id, epoch) VALUES (1, 0)",
             ]),
         Migration(version: 203, name: "access: a channel key's channel", shared: ["ALTER TABLE api_keys ADD COLUMN channel_id TEXT"]),
+        Migration(
+            version: 204, name: "access: the credential that started a login session",
+            shared: [
+                "ALTER TABLE login_sessions ADD COLUMN started_by TEXT",
+                "CREATE INDEX login_sessions_started_by ON login_sessions (started_by)",
+            ]),
     ]
 
     /// Bumped in the transaction of every revocation, so that servers caching credentials notice.
@@ -133,14 +139,14 @@ enum AccessSQL {
             ])
     }
 
-    static let sessionColumns = "session_id, token_hash, user_id, deliverer_id, roles, ip, user_agent, created_at, expires_at, last_seen_at, revoked"
+    static let sessionColumns = "session_id, token_hash, user_id, deliverer_id, roles, ip, user_agent, created_at, expires_at, last_seen_at, revoked, started_by"
 
     static func loginSession(_ row: SQLRow) throws -> LoginSession {
         LoginSession(
             id: try row.string(0), tokenHash: try row.string(1), userID: try row.optionalString(2), delivererID: try row.optionalString(3),
             role: AccessRole(rawValue: try row.string(4)) ?? .viewer, ip: try row.optionalString(5), userAgent: try row.optionalString(6),
             createdAt: Timestamp(milliseconds: try row.int(7)), expiresAt: Timestamp(milliseconds: try row.int(8)),
-            lastSeenAt: Timestamp(milliseconds: try row.int(9)), revoked: try row.bool(10))
+            lastSeenAt: Timestamp(milliseconds: try row.int(9)), revoked: try row.bool(10), startedBy: try row.optionalString(11))
     }
 
     static func insertAudit(_ audit: AuthAudit, ip: String?) -> SQLStatement {

@@ -50,13 +50,20 @@ struct AccessStore: Sendable {
     }
 
     /// Newest first, after the `cursor` key id.
-    func keys(after cursor: String?, limit: Int) async throws -> [APIKey] {
+    /// Keys newest first; with `userID`, only that tenant's keys of `roles`.
+    func keys(userID: String? = nil, roles: [AccessRole] = [], after cursor: String?, limit: Int) async throws -> [APIKey] {
         var sql = "SELECT \(AccessSQL.keyColumns) FROM api_keys"
+        var conditions: [String] = []
         var binds: [SQLValue] = []
+        if let userID {
+            conditions.append("user_id = ? AND role IN (\(Array(repeating: "?", count: roles.count).joined(separator: ", ")))")
+            binds += [.text(userID)] + roles.map { .text($0.rawValue) }
+        }
         if let cursor {
-            sql += " WHERE key_id < ?"
+            conditions.append("key_id < ?")
             binds.append(.text(cursor))
         }
+        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         sql += " ORDER BY key_id DESC LIMIT ?"
         binds.append(.int(Int64(limit)))
         return try await storage.query(sql, binds).map(AccessSQL.key)
@@ -116,13 +123,13 @@ struct AccessStore: Sendable {
     static func insertLoginSession(_ session: LoginSession) -> SQLStatement {
         SQLStatement(
             """
-            INSERT INTO login_sessions (session_id, token_hash, user_id, deliverer_id, roles, ip, user_agent, created_at, expires_at, last_seen_at, revoked)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO login_sessions (session_id, token_hash, user_id, deliverer_id, roles, ip, user_agent, created_at, expires_at, last_seen_at, revoked, started_by)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(session.id), .text(session.tokenHash), SQLValue(session.userID), SQLValue(session.delivererID),
                 .text(session.role.rawValue), SQLValue(session.ip), SQLValue(session.userAgent), .int(session.createdAt.milliseconds),
-                .int(session.expiresAt.milliseconds), .int(session.lastSeenAt.milliseconds), .bool(false),
+                .int(session.expiresAt.milliseconds), .int(session.lastSeenAt.milliseconds), .bool(false), SQLValue(session.startedBy),
             ])
     }
 
@@ -136,17 +143,18 @@ struct AccessStore: Sendable {
             .first.map(AccessSQL.loginSession)
     }
 
-    /// Newest first; only those of `userID` (or `delivererID`) unless both are nil (an admin's view).
-    func loginSessions(userID: String?, delivererID: String?, after cursor: String?, limit: Int) async throws -> [LoginSession] {
+    /// Newest first; only those of `userID`, or started by the credential `startedBy`, unless both
+    /// are nil (an admin's view).
+    func loginSessions(userID: String? = nil, startedBy: String? = nil, after cursor: String?, limit: Int) async throws -> [LoginSession] {
         var conditions: [String] = []
         var binds: [SQLValue] = []
         if let userID {
             conditions.append("user_id = ?")
             binds.append(.text(userID))
         }
-        if let delivererID {
-            conditions.append("deliverer_id = ?")
-            binds.append(.text(delivererID))
+        if let startedBy {
+            conditions.append("started_by = ?")
+            binds.append(.text(startedBy))
         }
         if let cursor {
             conditions.append("session_id < ?")

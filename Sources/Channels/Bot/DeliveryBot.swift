@@ -1,3 +1,4 @@
+import Access
 import Conversations
 import Delivery
 import Foundation
@@ -68,12 +69,12 @@ public struct DeliveryBot: UpdateHandler {
         var finish: [SQLStatement]
 
         var owner: Caller {
-            Caller(kind: .apiKey, id: channel.userID, credentialID: link?.id, role: "owner", scopes: ["user_id": channel.userID])
+            Caller.principal(kind: .apiKey, credentialID: link?.id, role: .owner, userID: channel.userID, delivererID: nil)
         }
 
         var deliverer: Caller? {
             guard let id = link?.delivererID else { return nil }
-            return Caller(kind: .apiKey, id: id, credentialID: link?.id, role: "deliverer", scopes: ["deliverer_id": id])
+            return Caller.principal(kind: .apiKey, credentialID: link?.id, role: .deliverer, userID: channel.userID, delivererID: id)
         }
     }
 

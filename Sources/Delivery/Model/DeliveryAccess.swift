@@ -6,8 +6,8 @@ import Kernel
 /// - `admin`: everything.
 /// - `owner` (and a `channel` key, which acts for its owner): everything with its own user's sessions.
 /// - `viewer`: reads its user's sessions; any change is a 403.
-/// - `deliverer`: reads the sessions it delivers in, and marks pickup/delivered/failed with its own
-///   `deliverer_id`; anything else in those sessions is a 403.
+/// - `deliverer`: reads its owner's sessions it delivers in, and marks pickup/delivered/failed with
+///   its own `deliverer_id`; anything else in those sessions is a 403.
 ///
 /// A session the caller may not see is a 404, exactly like one that does not exist.
 public enum DeliveryPermission: Sendable, Equatable {
@@ -36,7 +36,8 @@ enum DeliveryAccess {
             guard permission == .read else { throw DeliveryError.forbidden("A viewer key reads sessions; it changes nothing.") }
             return
         }
-        if caller.role == "deliverer", let own = caller.delivererID, deliverers.contains(where: { $0.id == own }) {
+        // A deliverer serves one owner: another owner's deliverer with the same id sees nothing here.
+        if caller.role == "deliverer", owner, let own = caller.delivererID, deliverers.contains(where: { $0.id == own }) {
             switch permission {
             case .read: return
             case .mark(let delivererID) where delivererID == own: return

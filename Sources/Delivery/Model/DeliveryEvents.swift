@@ -29,7 +29,7 @@ public enum DeliveryEvents {
         let known = before?.audit.count ?? 0
         guard after.audit.count > known else { return [] }
         let session = after.session
-        let audience = after.deliverers.map { "deliverer_id=\($0.id)" }
+        let audience = after.deliverers.map { AudienceTag.tag("deliverer_id", $0.id) }
         var figures = JSONWriter(capacity: 256)
         figures.beginObject()
         figures.field("status", session.status.rawValue)

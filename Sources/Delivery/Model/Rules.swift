@@ -184,8 +184,10 @@ extension DeliveryAggregate {
         var newDeliverers: [SessionDeliverer] = []
         for (index, deliverer) in incoming.enumerated() {
             let field = "deliverers[\(index)]"
-            guard let id = Self.trimmedOrNil(deliverer.delivererID), id.count <= Self.maxBarcodeLength else {
-                throw DeliveryError.invalid(field: "\(field).deliverer_id", detail: "deliverer_id must be a non-empty string of at most 128 characters.")
+            // A deliverer's id is a person's id: it names who may read the session's events.
+            let id = deliverer.delivererID
+            guard PersonID.isValid(id) else {
+                throw DeliveryError.invalid(field: "\(field).deliverer_id", detail: "deliverer_id must be 1 to 64 characters of A-Z a-z 0-9 . _ : @ + -.")
             }
             guard seen.insert(id).inserted else {
                 throw DeliveryError.invalid(field: "\(field).deliverer_id", detail: "Deliverer \(id) is listed twice.")

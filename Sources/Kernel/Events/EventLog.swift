@@ -15,7 +15,8 @@ public struct NewEvent: Sendable, Equatable {
     public var version: Int64?
     /// The user whose data this is (owners and viewers of this user may read it).
     public var userID: String?
-    /// Further scopes whose holders may read it, as `name=value` (`deliverer_id=d7`).
+    /// Within the tenant, the scopes whose holders may read it when they see only part of it, as
+    /// `AudienceTag.tag(name, value)` (`deliverer_id=d7`).
     public var audience: [String]
     public var createdAt: Timestamp
     /// The `data` object, as JSON text.
@@ -34,6 +35,11 @@ public struct NewEvent: Sendable, Equatable {
         self.createdAt = createdAt
         self.data = data
     }
+}
+
+/// An audience tag: a scope's name and the value a reader must hold, `name=value`.
+public enum AudienceTag {
+    public static func tag(_ name: String, _ value: String) -> String { name + "=" + value }
 }
 
 /// A position in the event log. It sorts in the order readers must see events: on SQLite the
@@ -87,15 +93,15 @@ public struct Event: Sendable, Equatable {
     /// The `data` object as stored (JSON text).
     public var data: String
 
-    /// Whether `caller` may read this event: admins read everything, others what their
-    /// `user_id` owns or what names one of their scopes in its audience.
+    /// Whether `caller` may read this event: admins read everything; anyone else only events of
+    /// its own tenant (`user_id`), and a caller with an `audienceScope` (a deliverer) only those
+    /// whose audience names it. The audience narrows within a tenant; it never reaches another.
     public func isVisible(to caller: Caller) -> Bool {
         if caller.isAdmin { return true }
-        if let userID, caller.userID == userID { return true }
-        return audience.contains { tag in
-            guard let equals = tag.firstIndex(of: "=") else { return false }
-            return caller.scopes[String(tag[..<equals])] == String(tag[tag.index(after: equals)...])
-        }
+        guard let userID, caller.userID == userID else { return false }
+        guard let scope = caller.audienceScope else { return true }
+        guard let value = caller.scopes[scope] else { return false }
+        return audience.contains(AudienceTag.tag(scope, value))
     }
 
     /// The event as the contract shows it: `{event_id, type, session_id, user_id, created_at, seq, data}`.
@@ -200,9 +206,21 @@ public struct EventLog: Sendable {
         return [SQLStatement("UPDATE events SET data = '{\"erased\":true}', session_id = NULL, user_id = NULL WHERE session_id IN (\(marks))", sessionIDs.map(SQLValue.text))]
     }
 
-    /// Space-separated with a space at each end, so one tag is matched whole.
+    /// A JSON array of strings, so a tag is read back whole whatever it holds (the first
+    /// version wrote tags space-separated: those rows are still read as such).
     static func audienceText(_ tags: [String]) -> String {
-        tags.isEmpty ? "" : " " + tags.joined(separator: " ") + " "
+        guard !tags.isEmpty else { return "" }
+        var writer = JSONWriter(capacity: 32 * tags.count)
+        writer.beginArray()
+        for tag in tags { writer.string(tag) }
+        writer.endArray()
+        return String(buffer: writer.buffer)
+    }
+
+    static func audience(stored text: String) -> [String] {
+        guard text.hasPrefix("[") else { return text.split(separator: " ").map(String.init) }
+        guard case .array(let items) = JSONValue.parse(text) else { return [] }
+        return items.compactMap { if case .string(let tag) = $0 { tag } else { nil } }
     }
 
     /// Events after `cursor` that every reader may now see, in order, at most `limit`, optionally
@@ -291,7 +309,7 @@ public struct EventLog: Sendable {
         Event(
             id: EventID(transaction: try row.int(1), position: try row.int(0)), type: try row.string(2), sessionID: try row.optionalString(3),
             seq: try row.optionalInt(4), version: try row.optionalInt(5), userID: try row.optionalString(6),
-            audience: try row.string(7).split(separator: " ").map(String.init), createdAt: Timestamp(milliseconds: try row.int(8)),
+            audience: audience(stored: try row.string(7)), createdAt: Timestamp(milliseconds: try row.int(8)),
             data: try row.string(9))
     }
 

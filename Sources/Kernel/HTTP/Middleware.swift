@@ -9,14 +9,24 @@ import NIOCore
 public struct RequestLogMiddleware: RouterMiddleware {
     public typealias Context = SessiondRequestContext
     let ids: IDGenerator
+    let trustedProxies: TrustedProxies
 
-    public init(ids: IDGenerator) { self.ids = ids }
+    public init(ids: IDGenerator, trustedProxies: TrustedProxies = TrustedProxies()) {
+        self.ids = ids
+        self.trustedProxies = trustedProxies
+    }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let given = request.headers[.requestID]
         context.requestID = given.flatMap { Self.isAcceptable($0) ? $0 : nil } ?? ids.make()
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        if !trustedProxies.isEmpty {
+            let peer = context.peerAddress
+            let client = trustedProxies.client(
+                peer: peer, forwarded: request.headers[values: .forwarded], forwardedFor: request.headers[values: .xForwardedFor])
+            if client != peer { context.forwardedClientAddress = client }
+        }
         let started = ContinuousClock.now
         var response = try await next(request, context)
         response.headers[.requestID] = context.requestID
@@ -42,6 +52,8 @@ extension HTTPField.Name {
     public static let requestID = HTTPField.Name("X-Request-Id")!
     public static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
     public static let idempotentReplayed = HTTPField.Name("Idempotent-Replayed")!
+    public static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    public static let forwarded = HTTPField.Name("Forwarded")!
 }
 
 /// Turns every error into problem+json. Known problems render as they are; Hummingbird's own

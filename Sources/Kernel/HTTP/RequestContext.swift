@@ -24,6 +24,10 @@ public struct Caller: Sendable, Equatable {
     public var scopes: [String: String]
     /// When the credential stops being accepted (nil: never, or not known).
     public var expiresAt: Timestamp?
+    /// Set for a principal that sees only part of its tenant's data: the scope an event's
+    /// audience must name (with this caller's value of it) for this caller to read the event. A
+    /// deliverer (`deliverer_id`) reads its owner's events about the sessions it delivers in only.
+    public var audienceScope: String?
 
     public init(kind: Kind, id: String?, credentialID: String? = nil, role: String, scopes: [String: String] = [:], expiresAt: Timestamp? = nil) {
         self.kind = kind
@@ -39,6 +43,7 @@ public struct Caller: Sendable, Equatable {
     public static let system = Caller(kind: .anonymous, id: "system", role: "admin")
 
     public var isAdmin: Bool { role == "admin" }
+    /// The tenant: the owner whose data this principal acts on or reads (deliverers serve one too).
     public var userID: String? { scopes["user_id"] }
     public func scope(_ name: String) -> String? { scopes[name] }
 
@@ -54,9 +59,17 @@ public struct SessiondRequestContext: RequestContext {
     public var maxUploadSize: Int = 1 << 20
     private let channel: any Channel
 
-    /// The peer's IP address (nil in the in-process test framework). Read from the channel only
-    /// when asked (refusals, audits, login), not on every request.
-    public var clientAddress: String? { channel.remoteAddress?.ipAddress }
+    /// Set by `RequestLogMiddleware` when the peer is a trusted proxy (`TRUSTED_PROXIES`): the
+    /// client it forwarded for.
+    public var forwardedClientAddress: String?
+
+    /// The client's IP address: the one a trusted proxy forwarded for, else the socket's peer (nil
+    /// in the in-process test framework). The peer is read from the channel only when asked
+    /// (refusals, audits, login), not on every request.
+    public var clientAddress: String? { forwardedClientAddress ?? peerAddress }
+
+    /// The socket's peer.
+    public var peerAddress: String? { channel.remoteAddress?.ipAddress }
 
     public init(source: Source) {
         self.coreContext = .init(source: source)

@@ -1,4 +1,5 @@
 import Foundation
+import Kernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -135,47 +136,7 @@ public struct ReceiverGuard: Sendable, Equatable {
     }
 }
 
-/// An IPv4 (4 bytes) or IPv6 (16 bytes) address.
-public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
-    public var bytes: [UInt8]
-
-    public init(bytes: [UInt8]) { self.bytes = bytes }
-
-    /// Parses a literal (IPv6 may come in brackets, as in a URL).
-    public init?(_ text: String) {
-        var text = text
-        if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            self.bytes = withUnsafeBytes(of: v4) { Array($0) }
-            return
-        }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 {
-            self.bytes = withUnsafeBytes(of: v6) { Array($0) }
-            return
-        }
-        return nil
-    }
-
-    public var isIPv4: Bool { bytes.count == 4 }
-
-    public var description: String {
-        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let family = isIPv4 ? AF_INET : AF_INET6
-        let ok = bytes.withUnsafeBytes { raw in inet_ntop(family, raw.baseAddress, &buffer, socklen_t(buffer.count)) } != nil
-        return ok ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
-    }
-
-    /// The IPv4 address an IPv6 one carries (mapped ::ffff:0:0/96, NAT64 64:ff9b::/96, 6to4 2002::/16).
-    var embeddedIPv4: IPAddress? {
-        guard bytes.count == 16 else { return nil }
-        if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff { return IPAddress(bytes: Array(bytes[12..<16])) }
-        if bytes[0..<12] == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] { return IPAddress(bytes: Array(bytes[12..<16])) }
-        if bytes[0] == 0x20, bytes[1] == 0x02 { return IPAddress(bytes: Array(bytes[2..<6])) }
-        return nil
-    }
-
+extension IPAddress {
     public enum Special: String, Sendable {
         case loopback = "a loopback address"
         case privateNetwork = "a private address"
@@ -208,35 +169,4 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         ("::/128", .unspecified), ("::1/128", .loopback), ("::/96", .reserved), ("100::/64", .reserved), ("2001::/23", .reserved),
         ("2001:db8::/32", .reserved), ("fc00::/7", .privateNetwork), ("fe80::/10", .linkLocal), ("fec0::/10", .reserved), ("ff00::/8", .multicast),
     ] as [(String, Special)]).map { (IPRange($0.0)!, $0.1) }
-}
-
-/// A CIDR range (`10.0.0.0/8`, `fd00::/8`); a bare address is a range of one.
-public struct IPRange: Sendable, Equatable {
-    public var network: IPAddress
-    public var prefix: Int
-
-    public init?(_ text: String) {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = IPAddress(String(parts[0])) else { return nil }
-        let bits = address.bytes.count * 8
-        if parts.count == 2 {
-            guard let prefix = Int(parts[1]), (0...bits).contains(prefix) else { return nil }
-            self.prefix = prefix
-        } else {
-            self.prefix = bits
-        }
-        self.network = address
-    }
-
-    public func contains(_ address: IPAddress) -> Bool {
-        guard address.bytes.count == network.bytes.count else { return false }
-        var remaining = prefix
-        for index in 0..<address.bytes.count where remaining > 0 {
-            let take = min(8, remaining)
-            let mask = UInt8(truncatingIfNeeded: 0xff << (8 - take))
-            if address.bytes[index] & mask != network.bytes[index] & mask { return false }
-            remaining -= take
-        }
-        return true
-    }
 }

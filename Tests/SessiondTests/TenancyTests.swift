@@ -1,0 +1,182 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+@testable import Kernel
+import NIOCore
+import Testing
+
+/// The tenancy contract: two owners who choose the same ids for everything never see, change or
+/// learn of each other's data.
+@Suite("Tenancy: two owners, the same ids")
+struct TenancyTests {
+    /// A key made by `maker` (the admin unless given); its secret.
+    static func key(_ client: any TestClientProtocol, _ request: JSONValue, by maker: HTTPFields = TestAuth.admin, expect status: HTTPResponse.Status = .created) async throws -> JSONValue {
+        try await client.json(.post, "/api/keys", body(request), expect: status, headers: maker)
+    }
+
+    static func secret(_ created: JSONValue) throws -> HTTPFields { TestAuth.bearer(try #require(created["key"]?.string)) }
+
+    static func problemType(_ response: TestResponse) -> String? {
+        (try? JSONDecoder().decode(JSONValue.self, from: Data(buffer: response.body)))?["type"]?.string
+    }
+
+    @Test("owners make their own deliverer and viewer keys; a deliverer serves one owner, whose sessions and events alone it sees")
+    func deliverersServeOneOwner() async throws {
+        try await withApp { client, _ in
+            let ana = try Self.secret(try await Self.key(client, ["name": "ana", "role": "owner", "user_id": "ana"]))
+            let bia = try Self.secret(try await Self.key(client, ["name": "bia", "role": "owner", "user_id": "bia"]))
+            // Each owner makes a deliverer "d1": user_id defaults to the owner's own.
+            let anaD1 = try await Self.key(client, ["name": "Davi", "role": "deliverer", "deliverer_id": "d1"], by: ana)
+            #expect(anaD1["user_id"]?.string == "ana" && anaD1["deliverer_id"]?.string == "d1")
+            let biaD1 = try await Self.key(client, ["name": "Davi", "role": "deliverer", "deliverer_id": "d1", "user_id": "bia"], by: bia)
+            let anaViewer = try await Self.key(client, ["name": "contadora", "role": "viewer"], by: ana)
+            #expect(anaViewer["user_id"]?.string == "ana")
+            // Never for another owner, never another role.
+            try await Self.key(client, ["name": "x", "role": "deliverer", "deliverer_id": "d2", "user_id": "bia"], by: ana, expect: .forbidden)
+            for role in ["owner", "admin"] {
+                try await Self.key(client, ["name": "x", "role": .string(role), "user_id": "ana"], by: ana, expect: .forbidden)
+            }
+            for maker in [try Self.secret(anaD1), try Self.secret(anaViewer)] {
+                try await Self.key(client, ["name": "x", "role": "deliverer", "deliverer_id": "d3"], by: maker, expect: .forbidden)
+            }
+            // The admin names the owner of a deliverer key.
+            try await Self.key(client, ["name": "x", "role": "deliverer", "deliverer_id": "d4"], expect: .unprocessableContent)
+
+            // An owner lists, reads and revokes its own deliverers' and viewers' keys only.
+            let anaKeys = try await client.json(.get, "/api/keys", headers: ana)["items"]!.array.compactMap { $0["key_id"]?.string }
+            #expect(Set(anaKeys) == [anaD1["key_id"]!.string!, anaViewer["key_id"]!.string!])
+            try await client.json(.get, "/api/keys/\(biaD1["key_id"]!.string!)", expect: .notFound, headers: ana)
+            try await client.json(.post, "/api/keys/\(biaD1["key_id"]!.string!)/revoke", expect: .notFound, headers: ana)
+
+            // The same deliverer id in two owners' sessions.
+            let flow = DeliveryFlow(client: client)
+            let anaSession = try await flow.create(user: "ana")
+            try await flow.add(anaSession, ["SAME-1", "SAME-2"])
+            _ = try await flow.start(anaSession, deliverers: ["d1"])
+            let biaSession = try await flow.create(user: "bia")
+            try await flow.add(biaSession, ["SAME-1", "SAME-2"])
+            _ = try await flow.start(biaSession, deliverers: ["d1"])
+            let biaPackage = try await flow.assignments(biaSession)[0].packageID
+            let anaPackage = try await flow.assignments(anaSession)[0].packageID
+
+            let davi = try Self.secret(anaD1)
+            try await client.json(.get, "/api/sessions/\(anaSession)", headers: davi)
+            try await client.json(.get, "/api/sessions/\(biaSession)", expect: .notFound, headers: davi)
+            try await client.json(.get, "/api/sessions/\(biaSession)/dashboard", expect: .notFound, headers: davi)
+            try await client.json(
+                .post, "/api/sessions/\(biaSession)/delivery/complete", body(["package_id": .string(biaPackage), "deliverer_id": "d1"]), expect: .notFound,
+                headers: davi)
+            try await client.json(.post, "/api/sessions/\(anaSession)/delivery/complete", body(["package_id": .string(anaPackage), "deliverer_id": "d1"]), headers: davi)
+            let stream = try await client.send(.get, "/api/sessions/\(biaSession)/events", headers: davi)
+            #expect(stream.status == .notFound)
+
+            // Events: each deliverer reads its own owner's session only.
+            let anaDaviEvents = try await EventsTests.allEvents(client, headers: davi).events
+            #expect(Set(anaDaviEvents.compactMap { $0["session_id"]?.string }) == [anaSession])
+            #expect(anaDaviEvents.compactMap { $0["type"]?.string } == ["delivery.session.started", "delivery.package.delivered"])
+            let biaDaviEvents = try await EventsTests.allEvents(client, headers: try Self.secret(biaD1)).events
+            #expect(Set(biaDaviEvents.compactMap { $0["session_id"]?.string }) == [biaSession])
+        }
+    }
+
+    @Test("a deliverer key stored without an owner is refused with key-needs-owner")
+    func delivererKeyWithoutOwner() async throws {
+        try await withApp { client, location in
+            let created = try await Self.key(client, ["name": "antigo", "role": "deliverer", "deliverer_id": "d1", "user_id": "ana"])
+            // As the first version stored deliverer keys.
+            try await executeRaw("UPDATE api_keys SET user_id = NULL WHERE key_id = '\(created["key_id"]!.string!)'", on: location)
+            let response = try await client.send(.get, "/api/auth/whoami", headers: try Self.secret(created))
+            #expect(response.status == .unauthorized)
+            #expect(Self.problemType(response) == Problem.typeBase + "key-needs-owner")
+        }
+    }
+
+    @Test("user_id and deliverer_id are person ids: anything that could read as syntax is a 422 naming the field")
+    func personIDs() async throws {
+        try await withApp { client, _ in
+            for bad in ["x user_id=bia", "", String(repeating: "a", count: 65), "ana bia", "a\"b", "ação", "a=b", "a,b"] {
+                let keyAnswer = try await client.json(.post, "/api/keys", body(["name": "x", "role": "owner", "user_id": .string(bad)]), expect: .unprocessableContent)
+                #expect(keyAnswer["field"]?.string == "user_id", "\(bad)")
+                let delivererAnswer = try await client.json(
+                    .post, "/api/keys", body(["name": "x", "role": "deliverer", "user_id": "ana", "deliverer_id": .string(bad)]), expect: .unprocessableContent)
+                #expect(delivererAnswer["field"]?.string == "deliverer_id", "\(bad)")
+                let session = try await client.json(.post, "/api/sessions/create", body(["user_id": .string(bad)]), expect: .unprocessableContent)
+                #expect(session["field"]?.string == "user_id", "\(bad)")
+            }
+            for good in ["ana", "Ana.Maria_1", "+5511999990000", "ana@example.com", "tg:12345", "a-b"] {
+                try await client.json(.post, "/api/keys", body(["name": "x", "role": "owner", "user_id": .string(good)]), expect: .created)
+            }
+            let flow = DeliveryFlow(client: client)
+            let session = try await flow.create(user: "ana")
+            try await flow.add(session, ["P1"])
+            let started = try await client.json(
+                .post, "/api/sessions/\(session)/start",
+                body(["deliverers": [["deliverer_id": "x user_id=bia", "base_salary_cents": 0, "commission_per_delivery_cents": 0]]]), expect: .unprocessableContent)
+            #expect(started["field"]?.string == "deliverers[0].deliverer_id")
+        }
+    }
+
+    @Test("an event's audience narrows within its tenant and never reaches another, however its tags read")
+    func audienceStaysInTenant() {
+        let event = Event(
+            id: EventID(transaction: 0, position: 1), type: "delivery.session.started", sessionID: "s", seq: 1, version: 1, userID: "ana",
+            audience: ["deliverer_id=x", "user_id=bia", "deliverer_id=d1"], createdAt: Timestamp(milliseconds: 0), data: "{}")
+        func caller(_ role: String, _ scopes: [String: String], narrowed: Bool = false) -> Caller {
+            var caller = Caller(kind: .apiKey, id: "c", role: role, scopes: scopes)
+            if narrowed { caller.audienceScope = "deliverer_id" }
+            return caller
+        }
+        #expect(!event.isVisible(to: caller("owner", ["user_id": "bia"])))
+        #expect(!event.isVisible(to: caller("deliverer", ["user_id": "bia", "deliverer_id": "d1"], narrowed: true)))
+        #expect(!event.isVisible(to: caller("deliverer", ["deliverer_id": "d1"], narrowed: true)))
+        #expect(event.isVisible(to: caller("deliverer", ["user_id": "ana", "deliverer_id": "d1"], narrowed: true)))
+        #expect(!event.isVisible(to: caller("deliverer", ["user_id": "ana", "deliverer_id": "d2"], narrowed: true)))
+        #expect(event.isVisible(to: caller("viewer", ["user_id": "ana"])))
+        #expect(event.isVisible(to: caller("admin", [:])))
+    }
+
+    @Test("login sessions: an owner acts on its user's (its viewers' too), a viewer on its own only, an admin on a named user's")
+    func loginSessions() async throws {
+        try await withApp(configure: WebTests.configure) { client, _ in
+            let anaKey = try await Self.key(client, ["name": "ana", "role": "owner", "user_id": "ana"])
+            let viewerKey = try await Self.key(client, ["name": "contadora", "role": "viewer", "user_id": "ana"])
+            let otherViewerKey = try await Self.key(client, ["name": "sócia", "role": "viewer", "user_id": "ana"])
+            let biaKey = try await Self.key(client, ["name": "bia", "role": "owner", "user_id": "bia"])
+            let anaCookie = try await WebTests.logIn(client, key: anaKey["key"]!.string!)
+            let viewerCookie = try await WebTests.logIn(client, key: viewerKey["key"]!.string!)
+            _ = try await WebTests.logIn(client, key: otherViewerKey["key"]!.string!)
+            _ = try await WebTests.logIn(client, key: biaKey["key"]!.string!)
+
+            func ids(_ headers: HTTPFields, _ query: String = "") async throws -> Set<String> {
+                Set(try await client.json(.get, "/api/auth/sessions\(query)", headers: headers)["items"]!.array.compactMap { $0["session_id"]?.string })
+            }
+            let anaSees = try await ids(try Self.secret(anaKey))
+            #expect(anaSees.count == 3)
+            let viewerSees = try await ids([.cookie: viewerCookie])
+            #expect(viewerSees.count == 1 && anaSees.isSuperset(of: viewerSees))
+            #expect(try await ids(try Self.secret(viewerKey)) == viewerSees)
+            #expect(try await ids(try Self.secret(biaKey)).count == 1)
+            #expect(try await ids(TestAuth.admin, "?user_id=ana") == anaSees)
+
+            // The viewer cannot end the owner's login session, nor another viewer's: 404.
+            let otherViewerSees = try await ids(try Self.secret(otherViewerKey))
+            #expect(otherViewerSees.count == 1 && otherViewerSees != viewerSees)
+            let anaOwn = try #require(anaSees.subtracting(viewerSees).subtracting(otherViewerSees).first)
+            try await client.json(.post, "/api/auth/sessions/\(anaOwn)/revoke", expect: .notFound, headers: try Self.secret(viewerKey))
+            let others = try await client.json(.post, "/api/auth/sessions/revoke-others", headers: [.cookie: viewerCookie, .origin: WebTests.origin])
+            #expect(others["revoked"]?.int == 0)
+            let stillIn = try await client.send(.get, "/api/auth/whoami", headers: [.cookie: anaCookie])
+            #expect(stillIn.status == .ok)
+            // Bia's key ends none of ana's.
+            try await client.json(.post, "/api/auth/sessions/\(anaOwn)/revoke", expect: .notFound, headers: try Self.secret(biaKey))
+
+            // An admin names the user; then ends all of that user's.
+            let unnamed = try await client.json(.post, "/api/auth/sessions/revoke-others", expect: .unprocessableContent)
+            #expect(unnamed["field"]?.string == "user_id")
+            let ended = try await client.json(.post, "/api/auth/sessions/revoke-others?user_id=ana")
+            #expect(ended["revoked"]?.int == 3)
+            #expect(try await client.send(.get, "/api/auth/whoami", headers: [.cookie: anaCookie]).status == .unauthorized)
+            #expect(try await ids(try Self.secret(biaKey)).count == 1)
+        }
+    }
+}
