@@ -608,8 +608,16 @@ public final class ChannelService: Sendable {
         guard let update = try? JSONDecoder().decode(BotAPI.Update.self, from: Data(body)) else {
             throw ChannelError.notAnUpdate("The body is not a Telegram update (no update_id).")
         }
-        try await storage.write(ChannelStore.store([(update.updateID, String(decoding: body, as: UTF8.self))], channelID: id, offset: nil, at: clock.now()))
+        let chatID = update.message?.chat.id ?? update.callbackQuery?.message?.chat.id
+        try await storage.write(ChannelStore.store([(update.updateID, chatID, String(decoding: body, as: UTF8.self))], channelID: id, offset: nil, at: clock.now()))
         wakeConnection(id)
+    }
+
+    /// What erasing a contact removes from the channels of `userID` (every tenant's when nil): a
+    /// Telegram contact is its chat's id (`123456789`); anything else names no chat.
+    public static func contactErasure(userID: String?, contact: String) -> [SQLStatement] {
+        guard let chatID = Int64(contact) else { return [] }
+        return ChannelStore.erasure(userID: userID, chatID: chatID)
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {

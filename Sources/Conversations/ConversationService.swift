@@ -1,8 +1,8 @@
 import Foundation
 import Kernel
 
-/// Conversations as a chat bot keeps them: one live per (channel, contact), turns in order, consent,
-/// expiry and erasure. Who may call: an admin, an owner or a channel key (the bot); other roles 403.
+/// Conversations as a chat bot keeps them: one live per (user_id, channel, contact), turns in order,
+/// consent, expiry and erasure, each within its owner's tenant (`ConversationAccess` says who may).
 public final class ConversationService: Sendable {
     public let store: ConversationStore
     let clock: WallClock
@@ -10,76 +10,93 @@ public final class ConversationService: Sendable {
     public let ttlSeconds: Int64
     /// What chat bots wait for in each chat.
     public let dialogs: ChatDialogs
+    /// What other modules keep of a contact (a tenant's, or every tenant's when nil), to be erased
+    /// with it: given by the composition root (chat updates and sent texts of the channels).
+    let contactErasure: @Sendable (_ userID: String?, _ contact: String) -> [SQLStatement]
 
-    public init(storage: Storage, clock: WallClock, ttlSeconds: Int64 = 86_400, readStaleness: Duration = .seconds(1), didCommitEvents: @escaping @Sendable () -> Void = {}) {
+    public init(
+        storage: Storage, clock: WallClock, ttlSeconds: Int64 = 86_400, readStaleness: Duration = .seconds(1),
+        didCommitEvents: @escaping @Sendable () -> Void = {},
+        contactErasure: @escaping @Sendable (_ userID: String?, _ contact: String) -> [SQLStatement] = { _, _ in [] }
+    ) {
         self.store = ConversationStore(storage: storage, schema: ConversationSchema(), readStaleness: readStaleness, didCommitEvents: didCommitEvents)
         self.clock = clock
         self.ttlSeconds = ttlSeconds
         self.dialogs = ChatDialogs(storage: storage)
+        self.contactErasure = contactErasure
     }
 
     public static let migrations = ConversationSQL.migrations
     var storage: Storage { store.storage }
 
-    static func authorize(_ caller: Caller) throws {
-        guard caller.isAdmin || caller.role == "owner" || caller.role == "channel" else {
-            throw ConversationError.forbidden("Conversations are kept by an admin, an owner or a channel key.")
-        }
-    }
-
-    /// The live conversation of this contact on this channel, or a new one (`created`). Racing
-    /// calls: the database's unique index on the live pair lets one insert win; the others read it.
-    public func open(channel: String, contact: String, caller: Caller) async throws -> (conversation: Conversation, created: Bool) {
-        try Self.authorize(caller)
+    /// The live conversation of this contact on this channel of the tenant, or a new one
+    /// (`created`). Racing calls: the database's unique index on the live (user_id, channel,
+    /// contact) lets one insert win; the others read it. An id taken in the same millisecond (the
+    /// same contact of another tenant) takes the next millisecond.
+    public func open(userID requested: String? = nil, channel: String, contact: String, caller: Caller) async throws -> (conversation: Conversation, created: Bool) {
+        let userID = try ConversationAccess.owner(ofNew: caller, requested: requested)
         for field in [("channel", channel), ("contact", contact)] where field.1.trimmingCharacters(in: .whitespaces).isEmpty || field.1.count > 200 {
             throw ConversationError.invalid(field: field.0, detail: "\(field.0) is a non-empty string of at most 200 characters")
         }
-        for _ in 0..<5 {
+        var idTime: Int64?
+        for _ in 0..<8 {
             let now = clock.now()
-            if let live = try await liveConversation(channel: channel, contact: contact) {
+            if let live = try await liveConversation(userID: userID, channel: channel, contact: contact) {
                 if live.expiresAt > now { return (live, false) }
                 _ = try await store.update(live.id) { $0.archive(at: now) }
             }
-            let new = Conversation.new(channel: channel, contact: contact, at: now, ttlSeconds: ttlSeconds)
+            let new = Conversation.new(userID: userID, channel: channel, contact: contact, at: now, idTime: idTime.map { max($0, now.milliseconds) }, ttlSeconds: ttlSeconds)
             do {
                 try await store.create(new, output: new)
                 return (new, true)
             } catch StorageError.uniqueViolation {
-                continue  // another request made it first: read it
+                // Another request made it first (read it), or the id is taken: try the next millisecond.
+                if try await liveConversation(userID: userID, channel: channel, contact: contact) == nil {
+                    idTime = (Int64(new.id.split(separator: ":").last ?? "") ?? now.milliseconds) + 1
+                }
+                continue
             }
         }
-        throw WriteContention(id: "\(channel)/\(contact)", attempts: 5)
+        throw WriteContention(id: "\(channel)/\(contact)", attempts: 8)
     }
 
-    func liveConversation(channel: String, contact: String) async throws -> Conversation? {
-        guard let row = try await storage.query(
-            "SELECT conversation_id FROM conversations WHERE channel = ? AND contact = ? AND archived_at IS NULL", [.text(channel), .text(contact)]).first
-        else { return nil }
-        return try await store.load(try row.string(0))
+    func liveConversation(userID: String, channel: String, contact: String) async throws -> Conversation? {
+        guard let id = try await store.liveConversationID(userID: userID, channel: channel, contact: contact) else { return nil }
+        return try await store.load(id)
     }
 
     public func conversation(_ id: String, caller: Caller) async throws -> Conversation {
-        try Self.authorize(caller)
+        _ = try ConversationAccess.tenant(caller, .read)
         guard let conversation = try await store.load(id) else { throw ConversationError.notFound(id) }
+        try ConversationAccess.check(conversation, caller, .read)
         return conversation
     }
 
     public func turn(_ id: String, _ turn: Turn, caller: Caller) async throws -> Conversation {
-        try Self.authorize(caller)
+        _ = try ConversationAccess.tenant(caller, .change)
         let (now, ttl) = (clock.now(), ttlSeconds)
-        return try await store.update(id, { conversation in _ = try conversation.apply(turn, at: now, ttlSeconds: ttl) }, output: { _, saved in saved })
+        return try await store.update(id, { conversation in
+            try ConversationAccess.check(conversation, caller, .change)
+            _ = try conversation.apply(turn, at: now, ttlSeconds: ttl)
+        }, output: { _, saved in saved })
     }
 
     public func consent(_ id: String, given: Bool, caller: Caller) async throws -> Conversation {
-        try Self.authorize(caller)
+        _ = try ConversationAccess.tenant(caller, .change)
         let (now, ttl) = (clock.now(), ttlSeconds)
-        return try await store.update(id, { try $0.consent(given, at: now, ttlSeconds: ttl) }, output: { _, saved in saved })
+        return try await store.update(id, { conversation in
+            try ConversationAccess.check(conversation, caller, .change)
+            try conversation.consent(given, at: now, ttlSeconds: ttl)
+        }, output: { _, saved in saved })
     }
 
     public func expire(_ id: String, caller: Caller) async throws -> Conversation {
-        try Self.authorize(caller)
+        _ = try ConversationAccess.tenant(caller, .change)
         let now = clock.now()
-        return try await store.update(id, { $0.archive(at: now) }, output: { _, saved in saved })
+        return try await store.update(id, { conversation in
+            try ConversationAccess.check(conversation, caller, .change)
+            conversation.archive(at: now)
+        }, output: { _, saved in saved })
     }
 
     /// Archives every live conversation idle past its `expires_at` (the background sweep; each
@@ -109,8 +126,9 @@ public final class ConversationService: Sendable {
         public var userMessages: Int
     }
 
-    /// Conversations archived at or after `since`, in (archived_at, id) order after `cursor`, a page at a time.
-    public func archived(since: Timestamp, after cursor: (Timestamp, String)?, limit: Int) async throws -> [Archived] {
+    /// Conversations archived at or after `since` (of one tenant, or all), in (archived_at, id)
+    /// order after `cursor`, a page at a time.
+    public func archived(since: Timestamp, userID: String? = nil, after cursor: (Timestamp, String)?, limit: Int) async throws -> [Archived] {
         let prefix = ConversationSQL.columns.split(separator: ",").map { "c." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", ")
         var sql = """
             SELECT \(prefix),
@@ -119,6 +137,10 @@ public final class ConversationService: Sendable {
             FROM conversations c WHERE c.archived_at IS NOT NULL AND c.archived_at >= ?
             """
         var binds: [SQLValue] = [.int(since.milliseconds)]
+        if let userID {
+            sql += " AND c.user_id = ?"
+            binds.append(.text(userID))
+        }
         if let (time, id) = cursor {
             sql += " AND (c.archived_at > ? OR (c.archived_at = ? AND c.conversation_id > ?))"
             binds += [.int(time.milliseconds), .int(time.milliseconds), .text(id)]
@@ -126,31 +148,47 @@ public final class ConversationService: Sendable {
         sql += " ORDER BY c.archived_at, c.conversation_id LIMIT ?"
         binds.append(.int(Int64(limit)))
         return try await storage.query(sql, binds).map { row in
-            Archived(conversation: try ConversationSQL.conversation(row), messages: Int(try row.int(15)), userMessages: Int(try row.int(16)))
+            Archived(conversation: try ConversationSQL.conversation(row), messages: Int(try row.int(16)), userMessages: Int(try row.int(17)))
         }
     }
 
-    /// Archived conversations of a contact, newest first (without their messages).
-    public func history(contact: String, limit: Int, caller: Caller) async throws -> [Conversation] {
-        try Self.authorize(caller)
-        return try await storage.query(
-            "SELECT \(ConversationSQL.columns) FROM conversations WHERE contact = ? AND archived_at IS NOT NULL ORDER BY created_at DESC, conversation_id DESC LIMIT ?",
-            [.text(contact), .int(Int64(limit))]
-        ).map(ConversationSQL.conversation)
+    /// Archived conversations of a contact, newest first (without their messages), within the
+    /// caller's tenant (an admin: every tenant's, or `userID`'s).
+    public func history(contact: String, userID requested: String? = nil, limit: Int, caller: Caller) async throws -> [Conversation] {
+        let tenant = try ConversationAccess.tenant(caller, .read, requested: requested)
+        var sql = "SELECT \(ConversationSQL.columns) FROM conversations WHERE contact = ? AND archived_at IS NOT NULL"
+        var binds: [SQLValue] = [.text(contact)]
+        if let tenant {
+            sql += " AND user_id = ?"
+            binds.append(.text(tenant))
+        }
+        sql += " ORDER BY created_at DESC, conversation_id DESC LIMIT ?"
+        binds.append(.int(Int64(limit)))
+        return try await storage.query(sql, binds).map(ConversationSQL.conversation)
     }
 
-    /// Erases a contact: live and archived conversations, their messages, and what their events said.
-    public func erase(contact: String, caller: Caller) async throws -> (conversations: Int, messages: Int) {
-        try Self.authorize(caller)
-        let ids = try await storage.query("SELECT conversation_id FROM conversations WHERE contact = ?", [.text(contact)]).map { try $0.string(0) }
-        guard !ids.isEmpty else { return (0, 0) }
+    /// Erases a contact within the caller's tenant (an admin: every tenant's, or `userID`'s): live
+    /// and archived conversations, their messages, what their events said, stored idempotent
+    /// answers that name the contact, and what other modules keep of it (`contactErasure`: a
+    /// chat's raw updates and sent texts), in one transaction.
+    public func erase(contact: String, userID requested: String? = nil, caller: Caller) async throws -> (conversations: Int, messages: Int) {
+        let tenant = try ConversationAccess.tenant(caller, .change, requested: requested)
+        let alongside = contactErasure(tenant, contact) + [IdempotencyStore.eraseAnswers(containing: "\"contact\":" + JSONValue.string(contact).canonicalText())]
+        var sql = "SELECT conversation_id FROM conversations WHERE contact = ?"
+        var binds: [SQLValue] = [.text(contact)]
+        if let tenant {
+            sql += " AND user_id = ?"
+            binds.append(.text(tenant))
+        }
+        let ids = try await storage.query(sql, binds).map { try $0.string(0) }
+
         let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-        let messages = try await storage.query("SELECT COUNT(*) FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text))[0].int(0)
-        try await storage.write(
-            [
-                SQLStatement("DELETE FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
-                SQLStatement("DELETE FROM conversations WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
-            ] + EventLog(dialect: storage.dialect).erase(sessionIDs: ids))
+        let messages = ids.isEmpty ? 0 : try await storage.query("SELECT COUNT(*) FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text))[0].int(0)
+        let erasing: [SQLStatement] = ids.isEmpty ? [] : [
+            SQLStatement("DELETE FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
+            SQLStatement("DELETE FROM conversations WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
+        ] + EventLog(dialect: storage.dialect).erase(sessionIDs: ids)
+        try await storage.write(erasing + alongside)
         for id in ids { store.invalidate(id, below: .max) }
         return (ids.count, Int(messages))
     }

@@ -47,7 +47,8 @@ public func buildApplication(
     let (wakeUps, wakeUp) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     let conversations = ConversationService(
-        storage: storage, clock: clock, ttlSeconds: configuration.conversationTTLSeconds, readStaleness: configuration.readStaleness, didCommitEvents: feed.wake)
+        storage: storage, clock: clock, ttlSeconds: configuration.conversationTTLSeconds, readStaleness: configuration.readStaleness, didCommitEvents: feed.wake,
+        contactErasure: { userID, contact in ChannelService.contactErasure(userID: userID, contact: contact) })
     feed.onEvents { events in
         for event in events where event.type.hasPrefix("conversation.") {
             if let id = event.sessionID, let version = event.version { conversations.store.invalidate(id, below: version) }

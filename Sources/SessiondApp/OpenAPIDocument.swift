@@ -123,13 +123,13 @@ enum OpenAPIDocument {
             "urgency": ["type": .array(["string", "null"]), "enum": ["immediate", "1-3 months", "3-6 months", "exploring", .null]],
         ])
         let conversation = object([
-            "conversation_id": string, "channel": string, "contact": string, "state": states, "turn_id": integer, "summary": nullableString,
+            "conversation_id": string, "user_id": string, "channel": string, "contact": string, "state": states, "turn_id": integer, "summary": nullableString,
             "profile": profile, "interaction_count": integer, "completeness": ["type": "number"], "qualification_score": integer,
             "lead_class": ["type": "string", "enum": ["high", "medium", "low"]], "consent_given": bool, "consent_at": nullableTime,
             "created_at": time, "updated_at": time, "expires_at": time, "archived_at": nullableTime,
         ])
         return [
-            "OpenConversation": object(["channel": string, "contact": string], required: ["channel", "contact"]),
+            "OpenConversation": object(["channel": string, "contact": string, "user_id": string], required: ["channel", "contact"]),
             "Conversation": conversation,
             "ConversationMessages": object(["items": array(object(["seq": integer, "role": ["type": "string", "enum": ["user", "assistant", "system"]], "content": string, "created_at": time]))]),
             "ConversationTurn": object(

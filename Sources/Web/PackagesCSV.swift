@@ -23,7 +23,7 @@ enum PackagesCSV {
                 package.id, package.barcode, package.status.rawValue, String(package.valueCents), package.assignedDelivererID ?? "",
                 package.assignedDelivererID.flatMap { names[$0] } ?? "", package.recipient ?? "", package.pickedUpAt?.rfc3339 ?? "",
                 package.deliveredAt?.rfc3339 ?? "", package.failedAt?.rfc3339 ?? "", package.failureReason ?? "",
-            ])
+            ].map(SpreadsheetCell.safe))
         }
         writer.stream.close()
         guard let data = stream.property(forKey: .dataWrittenToMemoryStreamKey) as? Data else { return "" }

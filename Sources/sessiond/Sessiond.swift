@@ -177,17 +177,19 @@ struct Export: AsyncParsableCommand {
         @Option(help: "RFC 3339 time: conversations archived at or after it.") var since: String
         @Option(help: "csv (the only format for now).") var format = "csv"
         @Option(help: "Write to this file instead of standard output.") var output: String?
+        @Option(help: "Only this owner's conversations (default: every owner's; the user_id column says whose).") var userID: String?
         @OptionGroup var common: CommonOptions
 
         func run() async throws {
             guard let since = Timestamp(rfc3339: since) else { throw ValidationError("--since: \(since) is not an RFC 3339 time, as in 2026-11-01T00:00:00Z") }
+            if let userID, !PersonID.isValid(userID) { throw ValidationError("--user-id: \(userID) is not a user_id (1 to 64 characters of A-Z a-z 0-9 . _ : @ + -)") }
             guard format == "csv" else { throw ValidationError("--format: \(format) is not supported (csv)") }
             let flags = ServerConfiguration.Flags(database: common.database, logLevel: common.logLevel ?? "error", logFormat: common.logFormat)
             let configuration = try ServerConfiguration.resolve(flags: flags, environment: ProcessInfo.processInfo.environment)
             LoggingSystem.bootstrap(StreamLogHandler.standardError)
             var logger = Logger(label: "sessiond")
             logger.logLevel = configuration.logLevel
-            let count = try await ConversationExport.write(since: since, toFile: output ?? "/dev/stdout", configuration, logger: logger)
+            let count = try await ConversationExport.write(since: since, userID: userID, toFile: output ?? "/dev/stdout", configuration, logger: logger)
             FileHandle.standardError.write(Data("exported \(count) conversations\n".utf8))
         }
     }

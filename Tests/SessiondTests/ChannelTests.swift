@@ -115,7 +115,7 @@ struct ChannelTests {
     func webhookMode() async throws {
         try await withFakeTelegram { fake in
             let token = fake.addBot(id: 7201, username: "hook_bot")
-            try await withApp(configure: Flow.configure(fake)) { client, _ in
+            try await withApp(configure: Flow.configure(fake)) { client, location in
                 let channel = try await Flow.createChannel(client, token: token, user: "hook-owner", mode: "webhook")
                 let id = try #require(channel["channel_id"]?.string)
                 #expect(channel["webhook_url"]?.string == "http://sessiond.test/telegram/webhook/\(id)")
@@ -162,6 +162,19 @@ struct ChannelTests {
                 #expect(fake.sent.filter { $0.chatID == owner.id }.count == 1)
                 #expect(try await client.json(.get, "/api/channels/\(id)/stats")["updates_in"]?.int == 1)
                 #expect(!fake.calls.contains { $0.method == "getUpdates" })
+                // Erasing the contact (its chat id) within another tenant touches nothing; within
+                // the channel's owner it removes the chat's stored updates and the texts sent to it.
+                func stored() async throws -> (updates: Int64, texts: Int64) {
+                    let updates = try await queryRaw("SELECT COUNT(*) FROM channel_updates WHERE chat_id = \(owner.id)", on: location)[0].int(0)
+                    let texts = try await queryRaw("SELECT COUNT(*) FROM channel_outbox WHERE chat_id = \(owner.id) AND payload <> '{\"erased\":true}'", on: location)[0].int(0)
+                    return (updates, texts)
+                }
+                #expect(try await stored() == (1, 1))
+                try await client.json(.delete, "/api/conversations/contact/\(owner.id)?user_id=someone-else")
+                #expect(try await stored() == (1, 1))
+                try await client.json(.delete, "/api/conversations/contact/\(owner.id)?user_id=hook-owner")
+                #expect(try await stored() == (0, 0))
+                #expect(try await client.json(.get, "/api/channels/\(id)/stats")["messages_out"]?.int == 1)
                 // Disconnect deletes the webhook at Telegram.
                 let disconnected = try await client.json(.post, "/api/channels/\(id)/disconnect")
                 #expect(disconnected["desired"]?.string == "disconnected" && disconnected["status"]?.string == "disconnected")

@@ -9,7 +9,7 @@ import Testing
 @Suite("Conversations: live per contact, turns, consent, expiry, erasure")
 struct ConversationTests {
     static func open(_ client: any TestClientProtocol, _ contact: String, channel: String = "whatsapp", expect status: HTTPResponse.Status = .created) async throws -> String {
-        try #require(try await client.json(.post, "/api/conversations", body(["channel": .string(channel), "contact": .string(contact)]), expect: status)["conversation_id"]?.string)
+        try #require(try await client.json(.post, "/api/conversations", body(["channel": .string(channel), "contact": .string(contact), "user_id": "owner-1"]), expect: status)["conversation_id"]?.string)
     }
 
     static func turn(_ client: any TestClientProtocol, _ id: String, _ turn: JSONValue, expect status: HTTPResponse.Status = .ok) async throws -> JSONValue {
@@ -22,7 +22,7 @@ struct ConversationTests {
             let ids = try await withThrowingTaskGroup(of: (String, UInt).self) { group in
                 for _ in 0..<100 {
                     group.addTask {
-                        let response = try await client.send(.post, "/api/conversations", json: #"{"channel":"whatsapp","contact":"5511999990000"}"#)
+                        let response = try await client.send(.post, "/api/conversations", json: #"{"channel":"whatsapp","contact":"5511999990000","user_id":"owner-1"}"#)
                         let object = try JSONDecoder().decode(JSONValue.self, from: Data(String(buffer: response.body).utf8))
                         return (object["conversation_id"]?.string ?? "", UInt(response.status.code))
                     }
@@ -182,7 +182,7 @@ struct ConversationTests {
                     for index in 0..<60 {
                         let server = index % 2 == 0 ? client : second
                         group.addTask {
-                            let response = try await server.send(.post, "/api/conversations", json: #"{"channel":"whatsapp","contact":"5521977776666"}"#)
+                            let response = try await server.send(.post, "/api/conversations", json: #"{"channel":"whatsapp","contact":"5521977776666","user_id":"owner-1"}"#)
                             return try JSONDecoder().decode(JSONValue.self, from: Data(String(buffer: response.body).utf8))["conversation_id"]?.string ?? ""
                         }
                     }

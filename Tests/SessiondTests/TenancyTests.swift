@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdTesting
 @testable import Kernel
 import NIOCore
+import SessiondApp
 import Testing
 
 /// The tenancy contract: two owners who choose the same ids for everything never see, change or
@@ -178,5 +179,157 @@ struct TenancyTests {
             #expect(try await client.send(.get, "/api/auth/whoami", headers: [.cookie: anaCookie]).status == .unauthorized)
             #expect(try await ids(try Self.secret(biaKey)).count == 1)
         }
+    }
+
+    @Test("conversations belong to an owner: the same channel and contact are two conversations; reads, turns, consent, expiry, history and erasure stay in the tenant")
+    func conversations() async throws {
+        try await withApp { client, _ in
+            let ana = try Self.secret(try await Self.key(client, ["name": "ana", "role": "owner", "user_id": "ana"]))
+            let bia = try Self.secret(try await Self.key(client, ["name": "bia", "role": "owner", "user_id": "bia"]))
+            let anaViewer = try Self.secret(try await Self.key(client, ["name": "v", "role": "viewer"], by: ana))
+            let anaDeliverer = try Self.secret(try await Self.key(client, ["name": "d", "role": "deliverer", "deliverer_id": "d1"], by: ana))
+            let same: JSONValue = ["channel": "whatsapp", "contact": "5511999990000"]
+            let anaConversation = try await client.json(.post, "/api/conversations", body(same), expect: .created, headers: ana)
+            let biaConversation = try await client.json(.post, "/api/conversations", body(same), expect: .created, headers: bia)
+            let anaID = try #require(anaConversation["conversation_id"]?.string)
+            let biaID = try #require(biaConversation["conversation_id"]?.string)
+            #expect(anaID != biaID && anaConversation["user_id"]?.string == "ana" && biaConversation["user_id"]?.string == "bia")
+            // Both ids are contact:unix_ms, even when made in the same millisecond.
+            #expect(anaID.hasPrefix("5511999990000:") && biaID.hasPrefix("5511999990000:"))
+            try await client.json(.post, "/api/conversations", body(same), expect: .ok, headers: ana)
+            // An admin names the tenant; without it, 422.
+            let unnamed = try await client.json(.post, "/api/conversations", body(same), expect: .unprocessableContent)
+            #expect(unnamed["field"]?.string == "user_id")
+            let adminOpened = try await client.json(.post, "/api/conversations", body(["channel": "whatsapp", "contact": "5511999990000", "user_id": "ana"]), expect: .ok)
+            #expect(adminOpened["conversation_id"]?.string == anaID)
+            // An owner names no other tenant.
+            try await client.json(.post, "/api/conversations", body(["channel": "whatsapp", "contact": "x", "user_id": "bia"]), expect: .forbidden, headers: ana)
+
+            // Another tenant's conversation is a 404 everywhere.
+            try await client.json(.get, "/api/conversations/\(biaID)", expect: .notFound, headers: ana)
+            try await client.json(.get, "/api/conversations/\(biaID)/messages", expect: .notFound, headers: ana)
+            try await client.json(.post, "/api/conversations/\(biaID)/turns", body(["turn_id": 1]), expect: .notFound, headers: ana)
+            try await client.json(.post, "/api/conversations/\(biaID)/consent", body(["given": true]), expect: .notFound, headers: ana)
+            try await client.json(.post, "/api/conversations/\(biaID)/expire", expect: .notFound, headers: ana)
+            // Viewers read; they change nothing. Deliverers neither read nor change.
+            try await client.json(.get, "/api/conversations/\(anaID)", headers: anaViewer)
+            try await client.json(.get, "/api/conversations/\(biaID)", expect: .notFound, headers: anaViewer)
+            try await client.json(.post, "/api/conversations/\(anaID)/turns", body(["turn_id": 1]), expect: .forbidden, headers: anaViewer)
+            try await client.json(.post, "/api/conversations", body(same), expect: .forbidden, headers: anaViewer)
+            try await client.json(.delete, "/api/conversations/contact/5511999990000", expect: .forbidden, headers: anaViewer)
+            try await client.json(.get, "/api/conversations/\(anaID)", expect: .forbidden, headers: anaDeliverer)
+
+            try await client.json(.post, "/api/conversations/\(anaID)/turns", body(["turn_id": 1, "messages": [["role": "user", "content": "oi da ana"]]]), headers: ana)
+            try await client.json(.post, "/api/conversations/\(biaID)/turns", body(["turn_id": 1, "messages": [["role": "user", "content": "oi da bia"]]]), headers: bia)
+            try await client.json(.post, "/api/conversations/\(anaID)/expire", headers: ana)
+            try await client.json(.post, "/api/conversations/\(biaID)/expire", headers: bia)
+            let anaHistory = try await client.json(.get, "/api/conversations/contact/5511999990000/history", headers: ana)["items"]!.array
+            #expect(anaHistory.compactMap { $0["conversation_id"]?.string } == [anaID])
+            let viewerHistory = try await client.json(.get, "/api/conversations/contact/5511999990000/history", headers: anaViewer)["items"]!.array
+            #expect(viewerHistory.compactMap { $0["conversation_id"]?.string } == [anaID])
+            let adminHistory = try await client.json(.get, "/api/conversations/contact/5511999990000/history")["items"]!.array
+            #expect(Set(adminHistory.compactMap { $0["conversation_id"]?.string }) == [anaID, biaID])
+            let adminBia = try await client.json(.get, "/api/conversations/contact/5511999990000/history?user_id=bia")["items"]!.array
+            #expect(adminBia.compactMap { $0["conversation_id"]?.string } == [biaID])
+
+            // Events: each owner reads its own conversations' events only.
+            let anaEvents = try await EventsTests.allEvents(client, headers: ana).events.filter { $0["type"]?.string?.hasPrefix("conversation.") == true }
+            #expect(!anaEvents.isEmpty && Set(anaEvents.compactMap { $0["session_id"]?.string }) == [anaID])
+
+            // Ana erases the contact: hers only.
+            let erased = try await client.json(.delete, "/api/conversations/contact/5511999990000", headers: ana)
+            #expect(erased["erased"]?["conversations"]?.int == 1 && erased["erased"]?["messages"]?.int == 1)
+            try await client.json(.get, "/api/conversations/\(anaID)", expect: .notFound, headers: ana)
+            let biaMessages = try await client.json(.get, "/api/conversations/\(biaID)/messages", headers: bia)["items"]!.array
+            #expect(biaMessages.compactMap { $0["content"]?.string } == ["oi da bia"])
+        }
+    }
+
+    @Test("erasing a contact also removes the stored idempotent answers that named it")
+    func erasureReachesStoredAnswers() async throws {
+        try await withApp { client, location in
+            let ana = try Self.secret(try await Self.key(client, ["name": "ana", "role": "owner", "user_id": "ana"]))
+            var headers = ana
+            headers[.idempotencyKey] = "open-1"
+            try await client.json(.post, "/api/conversations", body(["channel": "whatsapp", "contact": "5599911112222"]), expect: .created, headers: headers)
+            func answers() async throws -> Int64 {
+                try await queryRaw("SELECT COUNT(*) FROM idempotency_keys WHERE body LIKE '%5599911112222%'", on: location)[0].int(0)
+            }
+            #expect(try await answers() == 1)
+            try await client.json(.delete, "/api/conversations/contact/5599911112222", headers: ana)
+            #expect(try await answers() == 0)
+        }
+    }
+
+    @Test("exports neutralise spreadsheet formulas: a cell beginning with = + - @, a tab or a carriage return gets a leading '")
+    func formulaSafeCSV() async throws {
+        #expect(SpreadsheetCell.safe("=HYPERLINK(\"http://evil.example\",\"x\")") == "'=HYPERLINK(\"http://evil.example\",\"x\")")
+        for text in ["+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx", "-", "-1.", "=1"] { #expect(SpreadsheetCell.safe(text) == "'" + text, "\(text)") }
+        for text in ["Ana", "", "1590", "-3499", "+12.5", "R$ 10", " =x"] { #expect(SpreadsheetCell.safe(text) == text, "\(text)") }
+        try await withApp(configure: WebTests.configure) { client, _ in
+            let ana = try await Self.key(client, ["name": "ana", "role": "owner", "user_id": "ana"])
+            let flow = DeliveryFlow(client: client)
+            let session = try await flow.create(user: "ana")
+            try await client.json(.post, "/api/sessions/\(session)/packages", body(["packages": [["barcode": "F1", "recipient": "=HYPERLINK(\"http://evil.example\")"]]]))
+            _ = try await flow.start(session, deliverers: ["d1"])
+            let package = try await flow.assignments(session)[0].packageID
+            try await flow.fail(session, package: package, by: "d1", reason: "@SUM(1+1)")
+            // The last package resolved completes the session by itself.
+            #expect(try await flow.session(session)["status"]?.string == "completed")
+            let cookie = try await WebTests.logIn(client, key: ana["key"]!.string!)
+            let csv = String(buffer: try await WebTests.page(client, "/sessions/\(session)/export.csv", cookie: cookie).body)
+            #expect(csv.contains("'=HYPERLINK(") && !csv.contains(",=HYPERLINK(") && !csv.contains("\"=HYPERLINK("))
+            #expect(csv.contains("'@SUM(1+1)"))
+        }
+    }
+
+    @Test("METRICS_KEY: /metrics needs it when set")
+    func metricsKey() async throws {
+        try await withApp(configure: { $0.metricsKey = "metrics-key-0123456789" }) { client, _ in
+            #expect(try await client.send(.get, "/metrics", headers: TestAuth.none).status == .unauthorized)
+            #expect(try await client.send(.get, "/metrics", headers: TestAuth.bearer("metrics-key-012345678")).status == .unauthorized)
+            #expect(try await client.send(.get, "/metrics").status == .unauthorized)
+            let scraped = try await client.send(.get, "/metrics", headers: TestAuth.bearer("metrics-key-0123456789"))
+            #expect(scraped.status == .ok && String(buffer: scraped.body).contains("sessiond_"))
+        }
+        try await withApp { client, _ in
+            let open = try await client.send(.get, "/metrics", headers: TestAuth.none)
+            #expect(open.status == .ok)
+        }
+    }
+
+    @Test("behind a trusted proxy the throttle counts failures per forwarded client and never refuses a valid credential")
+    func throttleBehindProxy() async throws {
+        try await withApp(.live, configure: {
+            $0.access.authFailuresPerSecond = 0.001
+            $0.access.authFailureBurst = 3
+            $0.trustedProxies = TrustedProxies(ranges: [IPRange("127.0.0.1/32")!, IPRange("::1")!])
+        }) { client, _ in
+            let ana = try await Self.key(client, ["name": "ana", "role": "owner", "user_id": "ana"])
+            let wrong = TestAuth.bearer("sdk_this-is-not-a-key-at-all-0000000000")
+            func call(_ auth: HTTPFields, from address: String) async throws -> HTTPResponse.Status {
+                var headers = auth
+                headers[HTTPField.Name("X-Forwarded-For")!] = "203.0.113.77, \(address)"
+                return try await client.send(.get, "/api/auth/whoami", headers: headers).status
+            }
+            // One client behind the proxy spends its budget…
+            for _ in 0..<3 { #expect(try await call(wrong, from: "198.51.100.1") == .unauthorized) }
+            #expect(try await call(wrong, from: "198.51.100.1") == .tooManyRequests)
+            // …its valid key still works, and every other client behind the same proxy is untouched.
+            #expect(try await call(try Self.secret(ana), from: "198.51.100.1") == .ok)
+            #expect(try await call(wrong, from: "198.51.100.2") == .unauthorized)
+            #expect(try await call(try Self.secret(ana), from: "198.51.100.2") == .ok)
+            // The audit records the forwarded client.
+            let failed = try await client.json(.get, "/api/audits?action=authentication.failed&limit=100")["items"]!.array
+            #expect(failed.count == 4)
+        }
+        // A header from an untrusted peer is not believed: one address, one budget.
+        #expect(TrustedProxies().client(peer: "127.0.0.1", forwarded: [], forwardedFor: ["1.2.3.4"]) == "127.0.0.1")
+        let proxies = try TrustedProxies.parse("10.0.0.0/8").get()
+        #expect(proxies.client(peer: "192.0.2.9", forwarded: [], forwardedFor: ["1.2.3.4"]) == "192.0.2.9")
+        #expect(proxies.client(peer: "10.1.1.1", forwarded: [], forwardedFor: ["6.6.6.6, 1.2.3.4, 10.2.2.2"]) == "1.2.3.4")
+        #expect(proxies.client(peer: "10.1.1.1", forwarded: [#"for="[2001:db8::1]:4711";proto=https, for=10.3.3.3"#], forwardedFor: ["9.9.9.9"]) == "2001:db8::1")
+        #expect(proxies.client(peer: "10.1.1.1", forwarded: [], forwardedFor: []) == "10.1.1.1")
+        #expect(proxies.client(peer: "10.1.1.1", forwarded: [], forwardedFor: ["1.2.3.4:5555"]) == "1.2.3.4")
     }
 }

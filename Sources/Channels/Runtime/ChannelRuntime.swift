@@ -300,7 +300,7 @@ final class ChannelConnection: Sendable {
                 let next = (updates.map(\.updateID).max() ?? offset - 1) + 1
                 do {
                     try await service.storage.write(
-                        ChannelStore.store(updates.map { ($0.updateID, $0.body) }, channelID: id, offset: next, at: service.clock.now()) + [fence])
+                        ChannelStore.store(updates.map { ($0.updateID, $0.chatID, $0.body) }, channelID: id, offset: next, at: service.clock.now()) + [fence])
                 } catch {
                     // Lost the lease (the fence) or the database: do not confirm these to Telegram; the next holder reads them again.
                     logger.warning("channels: could not store updates", metadata: ["channel_id": .string(id), "error": "\(error)"])
@@ -526,6 +526,7 @@ final class ChannelConnection: Sendable {
 /// An update as `getUpdates` answers it: its id, and its JSON kept whole for the inbox.
 struct RawUpdate: Decodable, Sendable {
     var updateID: Int64
+    var chatID: Int64?
     var body: String
 
     init(from decoder: any Decoder) throws {
@@ -534,6 +535,7 @@ struct RawUpdate: Decodable, Sendable {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "no update_id"))
         }
         updateID = id
+        chatID = ChannelStore.chatID(of: value)
         body = String(decoding: (try? JSONValue.encoder.encode(value)) ?? Data(), as: UTF8.self)
     }
 }

@@ -118,6 +118,15 @@ enum ChannelSQL {
                 // How far the delivery bot has read the event log (session starts and completions → messages).
                 "CREATE TABLE channel_event_cursor (name TEXT PRIMARY KEY, event_id TEXT NOT NULL)",
             ]),
+        // The chat each update came from, so erasing a contact finds its updates (rows stored
+        // before this have none: the retention sweep removes them within CHANNEL_UPDATE_RETENTION).
+        Migration(
+            version: 602, name: "channels: the chat of each stored update",
+            shared: [
+                "ALTER TABLE channel_updates ADD COLUMN chat_id BIGINT",
+                "CREATE INDEX channel_updates_chat ON channel_updates (chat_id)",
+                "CREATE INDEX channel_outbox_chat ON channel_outbox (chat_id)",
+            ]),
     ]
 
     static let channelColumns = """

@@ -157,11 +157,11 @@ struct ChannelStore: Sendable {
 
     /// Stores received updates (a repeated `update_id` is ignored) and, for polling, the next offset, in one transaction.
     /// (A webhook update touches no channel row: `last_activity_at` is also read from the updates kept.)
-    static func store(_ updates: [(id: Int64, body: String)], channelID: String, offset: Int64?, at now: Timestamp) -> [SQLStatement] {
+    static func store(_ updates: [(id: Int64, chatID: Int64?, body: String)], channelID: String, offset: Int64?, at now: Timestamp) -> [SQLStatement] {
         var statements = updates.map { update in
             SQLStatement(
-                "INSERT INTO channel_updates (channel_id, update_id, body, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (channel_id, update_id) DO NOTHING",
-                [.text(channelID), .int(update.id), .text(update.body), .int(now.milliseconds)])
+                "INSERT INTO channel_updates (channel_id, update_id, chat_id, body, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel_id, update_id) DO NOTHING",
+                [.text(channelID), .int(update.id), SQLValue(update.chatID), .text(update.body), .int(now.milliseconds)])
         }
         if let offset {
             statements.append(
@@ -255,5 +255,28 @@ struct ChannelStore: Sendable {
             WHERE c.user_id = ? AND c.deleted_at IS NULL AND l.role = ? ORDER BY l.link_id
             """, [.text(userID), .text(role.rawValue)]
         ).map(ChannelSQL.link)
+    }
+}
+
+extension ChannelStore {
+    /// What erasing a contact (a Telegram chat, by its id) removes from the channels of `userID`
+    /// (every tenant's when nil): its stored updates, its messages still waiting to go out, and
+    /// the texts of those sent (their ids, status and counts stay).
+    static func erasure(userID: String?, chatID: Int64) -> [SQLStatement] {
+        let tenant = userID == nil ? "" : " AND channel_id IN (SELECT channel_id FROM channels WHERE user_id = ?)"
+        let binds: [SQLValue] = [.int(chatID)] + (userID.map { [SQLValue.text($0)] } ?? [])
+        return [
+            SQLStatement("DELETE FROM channel_updates WHERE chat_id = ?" + tenant, binds),
+            SQLStatement("DELETE FROM channel_outbox WHERE chat_id = ? AND status = 'pending'" + tenant, binds),
+            SQLStatement("UPDATE channel_outbox SET payload = '{\"erased\":true}' WHERE chat_id = ?" + tenant, binds),
+        ]
+    }
+
+    /// The chat an update came from (a message's, or the message a button was under).
+    static func chatID(of update: JSONValue) -> Int64? {
+        guard case .object(let object) = update else { return nil }
+        let message = object["message"] ?? object["edited_message"] ?? (object["callback_query"].flatMap { if case .object(let query) = $0 { query["message"] } else { nil } })
+        guard case .object(let fields)? = message, case .object(let chat)? = fields["chat"], case .int(let id)? = chat["id"] else { return nil }
+        return id
     }
 }

@@ -12,6 +12,9 @@ public struct ConversationRoutes: Sendable {
     struct OpenBody: Decodable {
         var channel: String
         var contact: String
+        /// The tenant: an admin names it; an owner's or channel key's is its own.
+        var userID: String?
+        enum CodingKeys: String, CodingKey { case channel, contact, userID = "user_id" }
     }
 
     struct ConsentBody: Decodable { var given: Bool }
@@ -19,10 +22,10 @@ public struct ConversationRoutes: Sendable {
     public func register(on router: some RouterMethods<SessiondRequestContext>, routes: RouteRegistry) {
         let service = service
         let tag = "conversations"
-        routes.add(.init(.post, "/api/conversations", summary: "The live conversation of a contact on a channel (200), or a new one (201)", tag: tag, request: "OpenConversation", response: "Conversation", status: 201, errors: [400, 422]), to: router) { request, context in
+        routes.add(.init(.post, "/api/conversations", summary: "The live conversation of a contact on a channel of the tenant (200), or a new one (201)", tag: tag, request: "OpenConversation", response: "Conversation", status: 201, errors: [400, 403, 422]), to: router) { request, context in
             let body = try await request.decodeJSON(as: OpenBody.self, context: context)
             return try await IdempotencySlot.respond {
-                try await service.open(channel: body.channel, contact: body.contact, caller: context.caller)
+                try await service.open(userID: body.userID, channel: body.channel, contact: body.contact, caller: context.caller)
             } render: { .json(ConversationJSON(conversation: $0.conversation), status: $0.created ? .created : .ok) }
         }
         routes.add(.init(.get, "/api/conversations/{id}", summary: "One conversation with its computed lead figures", tag: tag, response: "Conversation", errors: [404]), to: router) { _, context in
@@ -55,13 +58,14 @@ public struct ConversationRoutes: Sendable {
                 try await service.expire(id, caller: context.caller)
             } render: { .json(ConversationJSON(conversation: $0)) }
         }
-        routes.add(.init(.get, "/api/conversations/contact/{contact}/history", summary: "A contact's archived conversations, newest first", tag: tag, response: "ConversationHistory", errors: [422], query: [.limit(maximum: 200)]), to: router) { request, context in
+        routes.add(.init(.get, "/api/conversations/contact/{contact}/history", summary: "A contact's archived conversations in the tenant, newest first (admin: every tenant's, or ?user_id=)", tag: tag, response: "ConversationHistory", errors: [403, 422], query: [.limit(maximum: 200), QueryParameter("user_id", schema: ["type": "string"])]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 20, range: 1...200)
-            let items = try await service.history(contact: try context.parameters.require("contact"), limit: limit, caller: context.caller)
+            let items = try await service.history(
+                contact: try context.parameters.require("contact"), userID: request.queryString("user_id"), limit: limit, caller: context.caller)
             return JSONResponse.write(HistoryJSON(items: items))
         }
-        routes.add(.init(.delete, "/api/conversations/contact/{contact}", summary: "Erase a contact: live and archived conversations, messages, and their events' data", tag: tag, response: "ConversationErasure"), to: router) { _, context in
-            let erased = try await service.erase(contact: try context.parameters.require("contact"), caller: context.caller)
+        routes.add(.init(.delete, "/api/conversations/contact/{contact}", summary: "Erase a contact in the tenant (admin: every tenant's, or ?user_id=): conversations, messages, their events' data, chat updates and sent texts, stored answers", tag: tag, response: "ConversationErasure", errors: [403, 422], query: [QueryParameter("user_id", schema: ["type": "string"])]), to: router) { request, context in
+            let erased = try await service.erase(contact: try context.parameters.require("contact"), userID: request.queryString("user_id"), caller: context.caller)
             return JSONResponse.write(ErasedJSON(conversations: erased.conversations, messages: erased.messages))
         }
     }
@@ -113,6 +117,7 @@ struct ConversationJSON: JSONWritable {
         let score = conversation.qualificationScore
         writer.beginObject()
         writer.field("conversation_id", conversation.id)
+        writer.field("user_id", conversation.userID)
         writer.field("channel", conversation.channel)
         writer.field("contact", conversation.contact)
         writer.field("state", conversation.state.rawValue)

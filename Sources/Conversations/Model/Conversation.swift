@@ -30,9 +30,13 @@ public struct Turn: Sendable {
     }
 }
 
-/// A chatbot conversation with one contact on one channel: the aggregate the kernel's store keeps.
+/// A chatbot conversation with one contact on one channel of one owner: the aggregate the kernel's
+/// store keeps.
 public struct Conversation: Sendable, Equatable {
     public var id: String
+    /// The tenant: the owner whose conversation this is (empty for rows from before tenancy,
+    /// which only an admin sees).
+    public var userID: String
     public var channel: String
     public var contact: String
     public var state: ConversationState
@@ -50,10 +54,11 @@ public struct Conversation: Sendable, Equatable {
     public var version: Int64
     public var messages: [ConversationMessage]
 
-    /// A new live conversation; its id is `contact:unix_ms`.
-    public static func new(channel: String, contact: String, at now: Timestamp, ttlSeconds: Int64) -> Conversation {
+    /// A new live conversation; its id is `contact:unix_ms` (`idTime`: the creation time, or a
+    /// later millisecond when that id is taken).
+    public static func new(userID: String, channel: String, contact: String, at now: Timestamp, idTime: Int64? = nil, ttlSeconds: Int64) -> Conversation {
         Conversation(
-            id: "\(contact):\(now.milliseconds)", channel: channel, contact: contact, state: .greeting, turnID: 0, summary: nil, profile: LeadProfile(),
+            id: "\(contact):\(idTime ?? now.milliseconds)", userID: userID, channel: channel, contact: contact, state: .greeting, turnID: 0, summary: nil, profile: LeadProfile(),
             consentGiven: false, consentAt: nil, lastTurnDigest: nil, createdAt: now, updatedAt: now,
             expiresAt: Timestamp(milliseconds: now.milliseconds + ttlSeconds * 1000), archivedAt: nil, version: 1, messages: [])
     }

@@ -19,7 +19,9 @@ public enum ConversationEvents {
             writer.field("channel", after.channel)
             fields(&writer)
             writer.endObject()
-            return NewEvent(type: type, sessionID: after.id, version: after.version, createdAt: after.updatedAt, data: String(buffer: writer.buffer))
+            return NewEvent(
+                type: type, sessionID: after.id, version: after.version, userID: after.userID.isEmpty ? nil : after.userID, createdAt: after.updatedAt,
+                data: String(buffer: writer.buffer))
         }
         guard let before else { return [event("conversation.created") { _ in }] }
         var events: [NewEvent] = []

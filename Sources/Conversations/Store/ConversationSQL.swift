@@ -2,8 +2,8 @@ import Kernel
 
 /// The conversations module's tables (migrations 401–499) and the statements that keep them.
 /// Archived conversations stay in the same tables with `archived_at` set: archiving is one update,
-/// and at most one row per (channel, contact) is live (a partial unique index), however many
-/// requests race to create it, on one server or several.
+/// and at most one row per (user_id, channel, contact) is live (a partial unique index), however
+/// many requests race to create it, on one server or several.
 enum ConversationSQL {
     static let migrations = [
         Migration(
@@ -55,11 +55,20 @@ enum ConversationSQL {
                 )
                 """
             ]),
+        Migration(
+            version: 403, name: "conversations belong to an owner",
+            shared: [
+                "ALTER TABLE conversations ADD COLUMN user_id TEXT NOT NULL DEFAULT ''",
+                "DROP INDEX conversations_live",
+                "CREATE UNIQUE INDEX conversations_live ON conversations (user_id, channel, contact) WHERE archived_at IS NULL",
+                "DROP INDEX conversations_contact",
+                "CREATE INDEX conversations_contact ON conversations (user_id, contact, created_at)",
+            ]),
     ]
 
     static let columns = """
         conversation_id, channel, contact, state, turn_id, summary, profile, consent_given, consent_at, last_turn_digest, \
-        created_at, updated_at, expires_at, archived_at, version
+        created_at, updated_at, expires_at, archived_at, version, user_id
         """
 
     static let versionQuery = "SELECT version FROM conversations WHERE conversation_id = ?"
@@ -82,7 +91,7 @@ enum ConversationSQL {
     /// A conversation row without its messages.
     static func conversation(_ row: SQLRow) throws -> Conversation {
         Conversation(
-            id: try row.string(0), channel: try row.string(1), contact: try row.string(2), state: ConversationState(rawValue: try row.string(3)) ?? .greeting,
+            id: try row.string(0), userID: try row.string(15), channel: try row.string(1), contact: try row.string(2), state: ConversationState(rawValue: try row.string(3)) ?? .greeting,
             turnID: try row.int(4), summary: try row.optionalString(5), profile: LeadProfile.stored(try row.string(6)), consentGiven: try row.bool(7),
             consentAt: try row.optionalInt(8).map(Timestamp.init(milliseconds:)), lastTurnDigest: try row.optionalString(9),
             createdAt: Timestamp(milliseconds: try row.int(10)), updatedAt: Timestamp(milliseconds: try row.int(11)),
@@ -110,9 +119,9 @@ enum ConversationSQL {
             statements.append(
                 SQLStatement(
                     """
-                    INSERT INTO conversations (conversation_id, channel, contact, created_at, state, turn_id, summary, profile, consent_given, consent_at,
-                    last_turn_digest, updated_at, expires_at, archived_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, [.text(after.id), .text(after.channel), .text(after.contact), .int(after.createdAt.milliseconds)] + values))
+                    INSERT INTO conversations (conversation_id, user_id, channel, contact, created_at, state, turn_id, summary, profile, consent_given, consent_at,
+                    last_turn_digest, updated_at, expires_at, archived_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.text(after.id), .text(after.userID), .text(after.channel), .text(after.contact), .int(after.createdAt.milliseconds)] + values))
         }
         let added = after.messages.dropFirst(before?.messages.count ?? 0)
         if !added.isEmpty {
@@ -148,3 +157,13 @@ public struct ConversationSchema: AggregateSchema {
 }
 
 public typealias ConversationStore = AggregateStore<ConversationSchema>
+
+extension AggregateStore where Schema == ConversationSchema {
+    /// The id of the live conversation of (user_id, channel, contact), if there is one.
+    func liveConversationID(userID: String, channel: String, contact: String) async throws -> String? {
+        try await storage.query(
+            "SELECT conversation_id FROM conversations WHERE user_id = ? AND channel = ? AND contact = ? AND archived_at IS NULL",
+            [.text(userID), .text(channel), .text(contact)]
+        ).first.map { try $0.string(0) }
+    }
+}

@@ -48,7 +48,7 @@ enum DeliverySQL {
                  AND EXISTS (SELECT 1 FROM delivery_packages p WHERE p.session_id = delivery_sessions.session_id
                  AND UPPER(p.barcode) LIKE UPPER(?) ESCAPE '!')
                 """
-            binds.append(.text("%" + likeEscaped(barcode) + "%"))
+            binds.append(.text(SQLLike.containing(barcode)))
         }
         if let cursor {
             sql += " AND session_id < ?"
@@ -57,16 +57,6 @@ enum DeliverySQL {
         sql += " ORDER BY session_id DESC LIMIT ?"
         binds.append(.int(Int64(limit)))
         return (sql, binds)
-    }
-
-    /// `text` as a literal inside a LIKE pattern (escape character `!`).
-    static func likeEscaped(_ text: String) -> String {
-        var escaped = ""
-        for character in text {
-            if character == "%" || character == "_" || character == "!" { escaped.append("!") }
-            escaped.append(character)
-        }
-        return escaped
     }
 
     // MARK: decoding

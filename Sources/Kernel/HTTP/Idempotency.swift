@@ -105,6 +105,12 @@ public struct IdempotencyStore: Sendable {
             body: withheld ? IdempotencyMiddleware.withheld(status: Int(answer.status.code)) : String(buffer: answer.body))
     }
 
+    /// Removes every stored answer whose body holds `text` (erasing a person: an answer that
+    /// named them is not replayed afterwards; a retry with its key runs again).
+    public static func eraseAnswers(containing text: String) -> SQLStatement {
+        SQLStatement("DELETE FROM idempotency_keys WHERE body LIKE ? ESCAPE '!'", [.text(SQLLike.containing(text))])
+    }
+
     /// Stores the answer of the claimed request.
     func save(scope: String, key: String, requestHash: String, answer: RenderedAnswer) async throws {
         try await storage.write([Self.saveStatement(scope: scope, key: key, requestHash: requestHash, answer: answer)])

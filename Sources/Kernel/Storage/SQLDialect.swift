@@ -21,3 +21,19 @@ public enum SQLDialect: String, Sendable {
         return String(decoding: result, as: UTF8.self)
     }
 }
+
+/// LIKE patterns written the same on both databases: `… LIKE ? ESCAPE '!'`.
+public enum SQLLike {
+    /// `text` as a literal inside a LIKE pattern (escape character `!`).
+    public static func escaped(_ text: String) -> String {
+        var escaped = ""
+        for character in text {
+            if character == "%" || character == "_" || character == "!" { escaped.append("!") }
+            escaped.append(character)
+        }
+        return escaped
+    }
+
+    /// A pattern matching any text that contains `text`.
+    public static func containing(_ text: String) -> String { "%" + escaped(text) + "%" }
+}

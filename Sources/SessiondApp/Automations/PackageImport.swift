@@ -147,12 +147,12 @@ struct SessionReport: Automation {
                 "deliverer", sessionID, deliverer.id, deliverer.name ?? "", String(deliverer.packagesAssigned), String(deliverer.packagesDelivered),
                 String(deliverer.packagesFailed), String(deliverer.baseSalaryCents), String(deliverer.commissionPerDeliveryCents),
                 String(deliverer.totalEarnedCents), "", "", "",
-            ])
+            ].map(SpreadsheetCell.safe))
         }
         try writer.write(row: [
             "total", sessionID, "", "", String(snapshot.packagesTotal), String(snapshot.packagesDelivered), String(snapshot.packagesFailed),
             "", "", "", String(snapshot.totalRevenueCents), String(snapshot.totalCostCents), String(snapshot.totalProfitCents),
-        ])
+        ].map(SpreadsheetCell.safe))
         writer.stream.close()
         let data = stream.property(forKey: .dataWrittenToMemoryStreamKey) as? Data ?? Data()
         return String(decoding: data, as: UTF8.self)
