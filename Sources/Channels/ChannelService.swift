@@ -553,16 +553,46 @@ public final class ChannelService: Sendable {
         return (page, items.count > limit ? page.last?.id : nil)
     }
 
-    /// The invite's QR code as PNG; 410 once it is used or expired.
+    /// The invite's QR code as PNG (the owner's or an admin's: it links whoever scans it); 410 once
+    /// it is used, revoked or expired.
     public func inviteQR(_ id: String, inviteID: String, caller: Caller) async throws -> [UInt8] {
         let channel = try await visible(id, caller)
+        try Self.requireOwnerOrAdmin(caller, "Only the channel's owner or an admin gets an invite's QR code.")
         guard let (invite, sealedToken) = try await store.invite(inviteID, channelID: id) else { throw ChannelError.notFound("No invite \(inviteID).") }
-        guard invite.usedAt == nil, invite.expiresAt > clock.now() else { throw ChannelError.inviteGone }
+        guard invite.isOpen(at: clock.now()) else { throw ChannelError.inviteGone }
         guard let box = configuration.secretBox else { throw ChannelError.noSecretKey }
         let token: String
         do { token = try box.open(sealedToken, boundTo: inviteID + ":invite") } catch { throw ChannelError.secretUnreadable(id) }
         guard let username = channel.bot?.username else { throw ChannelError.notConnected }
         return try QRCode.png("https://t.me/\(username)?start=\(token)")
+    }
+
+    /// Revokes an unused invite (the owner or an admin): it links nobody from then on. Revoking it
+    /// again, or one already used, answers it as it is.
+    public func revokeInvite(_ id: String, inviteID: String, caller: Caller) async throws -> Invite {
+        let channel = try await visible(id, caller)
+        try Self.requireOwnerOrAdmin(caller, "Only the channel's owner or an admin revokes invites.")
+        guard var invite = try await store.invite(inviteID, channelID: id)?.invite else { throw ChannelError.notFound("No invite \(inviteID).") }
+        guard invite.revokedAt == nil, invite.usedAt == nil else { return invite }
+        let now = clock.now()
+        do {
+            try await storage.write(
+                [
+                    SQLStatement(
+                        "UPDATE channel_invites SET revoked_at = ? WHERE invite_id = ? AND channel_id = ? AND used_at IS NULL AND revoked_at IS NULL",
+                        [.int(now.milliseconds), .text(inviteID), .text(id)], expectedChanges: 1)
+                ] + events.append([event("channel.invite.revoked", channel, at: now) { $0.field("invite_id", inviteID) }]),
+                answering: invite)
+        } catch StorageError.conflict {
+            return try await store.invite(inviteID, channelID: id)?.invite ?? invite  // used or revoked meanwhile
+        }
+        didCommitEvents()
+        invite.revokedAt = now
+        return invite
+    }
+
+    static func requireOwnerOrAdmin(_ caller: Caller, _ detail: String) throws {
+        guard caller.isAdmin || caller.role == "owner" else { throw ChannelError.forbidden(detail) }
     }
 
     public func links(_ id: String, caller: Caller, after cursor: String?, limit: Int) async throws -> (items: [ChannelLink], next: String?) {

@@ -169,7 +169,7 @@ enum OpenAPIDocument {
             "invite_id": string, "channel_id": string, "role": ["type": "string", "enum": ["owner", "deliverer"]], "user_id": nullableString,
             "deliverer_id": nullableString, "name": nullableString, "base_salary_cents": integer, "commission_per_delivery_cents": integer,
             "token": ["type": "string", "description": "Shown when the invite is made only."], "url": ["type": "string", "description": "https://t.me/<bot>?start=<token>"],
-            "qr_url": string, "created_at": time, "expires_at": time, "used_at": nullableTime, "used_by_telegram_user_id": nullableInteger,
+            "qr_url": string, "created_at": time, "expires_at": time, "used_at": nullableTime, "used_by_telegram_user_id": nullableInteger, "revoked_at": nullableTime,
         ]
         let link = object([
             "link_id": string, "channel_id": string, "role": ["type": "string", "enum": ["owner", "deliverer"]], "user_id": nullableString,

@@ -349,13 +349,35 @@ struct ChannelTests {
                 fake.text(token, from: late, "/start \(short["token"]?.string ?? "")")
                 _ = try await fake.message(to: late.id, containing: "não vale mais")
 
+                // Revoked: its QR code is gone and it links nobody; only the owner or an admin revokes it or sees its QR code.
+                let viewer = try await Self.key(client, role: "viewer", user: "inv-owner")
+                let owner = try await Self.key(client, role: "owner", user: "inv-owner")
+                let otherOwner = try await Self.key(client, role: "owner", user: "someone-else")
+                let ownerInvite = try await client.json(.post, "/api/channels/\(id)/invites", body(["role": "owner"]), expect: .created, headers: TestAuth.bearer(owner))
+                let ownerInviteID = try #require(ownerInvite["invite_id"]?.string)
+                let qrPath = "/api/channels/\(id)/invites/\(ownerInviteID)/qr.png"
+                #expect(try await client.send(.get, qrPath, headers: TestAuth.bearer(viewer)).status == .forbidden)
+                #expect(try await client.send(.get, qrPath, headers: TestAuth.bearer(otherOwner)).status == .notFound)
+                #expect(try await client.send(.get, qrPath, headers: TestAuth.bearer(owner)).status == .ok)
+                try await client.json(.post, "/api/channels/\(id)/invites", body(["role": "owner"]), expect: .forbidden, headers: TestAuth.bearer(viewer))
+                try await client.json(.post, "/api/channels/\(id)/invites/\(ownerInviteID)/revoke", expect: .forbidden, headers: TestAuth.bearer(viewer))
+                try await client.json(.post, "/api/channels/\(id)/invites/\(ownerInviteID)/revoke", expect: .notFound, headers: TestAuth.bearer(otherOwner))
+                try await client.json(.post, "/api/channels/\(id)/invites/nope/revoke", expect: .notFound, headers: TestAuth.bearer(owner))
+                let revoked = try await client.json(.post, "/api/channels/\(id)/invites/\(ownerInviteID)/revoke", headers: TestAuth.bearer(owner))
+                #expect(revoked["revoked_at"]?.string != nil && revoked["used_at"]?.isNull == true)
+                #expect(try await client.send(.get, qrPath, headers: TestAuth.bearer(owner)).status == .gone)
+                let sneaky = FakeTelegram.Person(id: 703, firstName: "Vera", username: nil)
+                fake.text(token, from: sneaky, "/start \(ownerInvite["token"]?.string ?? "")")
+                _ = try await fake.message(to: sneaky.id, containing: "não vale mais")
+                #expect(try await client.json(.get, "/api/channels/\(id)/links")["items"]!.array.count == 1)
+
                 // Unlinked: a stranger again.
                 try await client.send(.delete, "/api/channels/\(id)/links/\(link["link_id"]?.string ?? "")")
                 #expect(try await client.send(.delete, "/api/channels/\(id)/links/\(link["link_id"]?.string ?? "")").status == .notFound)
                 fake.text(token, from: caio, "oi")
                 _ = try await fake.message(to: caio.id, containing: "privado")
                 let events = try await client.json(.get, "/api/events?limit=500").canonicalText()
-                #expect(events.contains("channel.invite.created") && events.contains("channel.link.created") && events.contains("channel.link.removed"))
+                #expect(events.contains("channel.invite.created") && events.contains("channel.invite.revoked") && events.contains("channel.link.created") && events.contains("channel.link.removed"))
                 #expect(!events.contains(inviteToken))
             }
         }

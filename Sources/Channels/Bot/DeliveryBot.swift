@@ -170,9 +170,9 @@ public struct DeliveryBot: UpdateHandler {
             return try await commit(reply, context)
         }
         guard let invite = try await channels.store.invite(tokenHash: ChannelService.tokenHash(token), channelID: context.channel.id),
-            invite.usedAt == nil, invite.expiresAt > now
+            invite.isOpen(at: now)
         else {
-            reply.say(context.chat, "Este convite não vale mais (já foi usado, expirou ou não existe). Peça um novo a quem o enviou.")
+            reply.say(context.chat, "Este convite não vale mais (já foi usado, foi cancelado, expirou ou não existe). Peça um novo a quem o enviou.")
             return try await commit(reply, context)
         }
         let link = ChannelLink(
@@ -183,7 +183,7 @@ public struct DeliveryBot: UpdateHandler {
             telegramUsername: context.from.username, createdAt: now)
         reply.statements += [
             SQLStatement(
-                "UPDATE channel_invites SET used_at = ?, used_by_telegram_user_id = ? WHERE invite_id = ? AND used_at IS NULL",
+                "UPDATE channel_invites SET used_at = ?, used_by_telegram_user_id = ? WHERE invite_id = ? AND used_at IS NULL AND revoked_at IS NULL",
                 [.int(now.milliseconds), .int(context.from.id), .text(invite.id)], expectedChanges: 1),
             ChannelSQL.insertLink(link),
         ]

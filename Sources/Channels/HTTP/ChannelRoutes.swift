@@ -136,9 +136,15 @@ public struct ChannelRoutes: Sendable {
             let page = try await service.invites(try context.parameters.require("id"), caller: context.caller, after: request.queryString("cursor"), limit: limit)
             return JSONResponse.write(Page(items: page.items.map { InviteJSON(invite: $0, token: nil, url: nil) }, next: page.next))
         }
-        routes.add(.init(.get, "/api/channels/{id}/invites/{invite_id}/qr.png", summary: "The invite's QR code (410 once used or expired)", tag: tag, errors: [403, 404, 410], responseMediaType: "image/png"), to: router) { _, context in
+        routes.add(.init(.get, "/api/channels/{id}/invites/{invite_id}/qr.png", summary: "The invite's QR code, owner or admin only (410 once used, revoked or expired)", tag: tag, errors: [403, 404, 410], responseMediaType: "image/png"), to: router) { _, context in
             let png = try await service.inviteQR(try context.parameters.require("id"), inviteID: try context.parameters.require("invite_id"), caller: context.caller)
             return Response(status: .ok, headers: [.contentType: "image/png", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: png)))
+        }
+        routes.add(.init(.post, "/api/channels/{id}/invites/{invite_id}/revoke", summary: "Revoke an unused invite (owner, admin): it links nobody and its QR code is 410", tag: tag, response: "Invite", errors: [403, 404]), to: router) { _, context in
+            let (id, inviteID) = (try context.parameters.require("id"), try context.parameters.require("invite_id"))
+            return try await IdempotencySlot.respond {
+                try await service.revokeInvite(id, inviteID: inviteID, caller: context.caller)
+            } render: { .json(InviteJSON(invite: $0, token: nil, url: nil)) }
         }
         routes.add(.init(.get, "/api/channels/{id}/links", summary: "Telegram users linked to the channel", tag: tag, response: "LinkPage", errors: [403, 404, 422], query: [.limit(maximum: 200), .cursor()]), to: router) { request, context in
             let limit = try request.queryInt("limit", default: 50, range: 1...200)
@@ -273,6 +279,7 @@ struct InviteJSON: JSONWritable {
         writer.field("created_at", invite.createdAt)
         writer.field("expires_at", invite.expiresAt)
         writer.field("used_at", invite.usedAt)
+        writer.field("revoked_at", invite.revokedAt)
         writer.field("used_by_telegram_user_id", invite.usedByTelegramUserID)
         writer.endObject()
     }

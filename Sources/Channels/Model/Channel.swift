@@ -89,6 +89,11 @@ public struct Invite: Sendable, Equatable {
     public var expiresAt: Timestamp
     public var usedAt: Timestamp?
     public var usedByTelegramUserID: Int64?
+    /// Set once the owner or an admin revoked it: it links nobody from then on.
+    public var revokedAt: Timestamp? = nil
+
+    /// Whether it still links the person who opens it.
+    public func isOpen(at now: Timestamp) -> Bool { usedAt == nil && revokedAt == nil && expiresAt > now }
 }
 
 /// A Telegram user linked to a channel as its owner or as one of the owner's deliverers.
@@ -142,7 +147,7 @@ public enum ChannelError: ProblemConvertible, Equatable {
         case .notConnected:
             Problem(status: .conflict, slug: "not-connected", title: "Bot not reached yet", detail: "The bot's username is not known yet: connect the channel first.")
         case .noProxy: Problem(status: .conflict, slug: "no-proxy", title: "No proxy", detail: "This channel has no proxy.")
-        case .inviteGone: Problem(status: .gone, slug: "invite-gone", title: "Invite used or expired", detail: "This invite was used or has expired.")
+        case .inviteGone: Problem(status: .gone, slug: "invite-gone", title: "Invite used, revoked or expired", detail: "This invite was used, revoked or has expired.")
         case .unauthorizedWebhook:
             Problem(status: .unauthorized, slug: "bad-webhook-secret", title: "Bad webhook secret", detail: "X-Telegram-Bot-Api-Secret-Token is missing or wrong.")
         case .notAnUpdate(let detail): Problem(status: .badRequest, slug: "not-an-update", title: "Not a Telegram update", detail: detail)
@@ -164,6 +169,7 @@ public enum ChannelEvents {
         ("channel.disconnected", "A channel was disconnected."),
         ("channel.error", "A channel's calls to the Bot API fail (data.error); the server retries by itself."),
         ("channel.invite.created", "An invite (one-time deep link) was made for a channel."),
+        ("channel.invite.revoked", "An unused invite was revoked: it links nobody."),
         ("channel.link.created", "A Telegram user was linked to a channel as its owner or a deliverer."),
         ("channel.link.removed", "A link was removed; the person is a stranger to the bot again."),
     ]

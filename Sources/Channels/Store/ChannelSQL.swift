@@ -121,11 +121,12 @@ enum ChannelSQL {
         // The chat each update came from, so erasing a contact finds its updates (rows stored
         // before this have none: the retention sweep removes them within CHANNEL_UPDATE_RETENTION).
         Migration(
-            version: 602, name: "channels: the chat of each stored update",
+            version: 602, name: "channels: the chat of each stored update, revoked invites",
             shared: [
                 "ALTER TABLE channel_updates ADD COLUMN chat_id BIGINT",
                 "CREATE INDEX channel_updates_chat ON channel_updates (chat_id)",
                 "CREATE INDEX channel_outbox_chat ON channel_outbox (chat_id)",
+                "ALTER TABLE channel_invites ADD COLUMN revoked_at BIGINT",
             ]),
     ]
 
@@ -156,7 +157,7 @@ enum ChannelSQL {
 
     static let inviteColumns = """
         invite_id, channel_id, role, user_id, deliverer_id, name, base_salary_cents, commission_per_delivery_cents, created_at, expires_at, \
-        used_at, used_by_telegram_user_id
+        used_at, used_by_telegram_user_id, revoked_at
         """
 
     static func invite(_ row: SQLRow) throws -> Invite {
@@ -165,7 +166,7 @@ enum ChannelSQL {
             userID: try row.optionalString(3), delivererID: try row.optionalString(4), name: try row.optionalString(5),
             baseSalaryCents: try row.int(6), commissionPerDeliveryCents: try row.int(7), createdAt: Timestamp(milliseconds: try row.int(8)),
             expiresAt: Timestamp(milliseconds: try row.int(9)), usedAt: try row.optionalInt(10).map(Timestamp.init(milliseconds:)),
-            usedByTelegramUserID: try row.optionalInt(11))
+            usedByTelegramUserID: try row.optionalInt(11), revokedAt: try row.optionalInt(12).map(Timestamp.init(milliseconds:)))
     }
 
     static let linkColumns = """

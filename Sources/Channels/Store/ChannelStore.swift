@@ -220,7 +220,7 @@ struct ChannelStore: Sendable {
         guard let row = try await storage.query(
             "SELECT \(ChannelSQL.inviteColumns), token_sealed FROM channel_invites WHERE invite_id = ? AND channel_id = ?", [.text(id), .text(channelID)]
         ).first else { return nil }
-        return (try ChannelSQL.invite(row), try row.string(12))
+        return (try ChannelSQL.invite(row), try row.string(13))
     }
 
     func invite(tokenHash: String, channelID: String) async throws -> Invite? {
