@@ -58,6 +58,8 @@ public final class AccessService: Sendable {
     /// it halved authentication's CPU again (docs/BENCHMARKS.md). Nil reads every row each time.
     private let watch: RevocationWatch?
     private let cache = Mutex<CredentialCache>(CredentialCache())
+    /// Credentials live streams hold, by id: the revocation epoch at which each was last found valid.
+    private let holding = Mutex<[String: Int64]>([:])
 
     struct CredentialCache {
         var epoch: Int64 = -1
@@ -217,6 +219,42 @@ public final class AccessService: Sendable {
             rememberTouch(hash: hash, at: now)
         }
         return session
+    }
+
+    /// Whether the credential behind `caller` still authenticates (not revoked, not expired), as of
+    /// a read that began after this call: what a live stream asks before it sends and while it
+    /// waits. Credentials already checked at the current revocation epoch are not read again.
+    public func credentialHolds(_ caller: Caller) async -> Bool {
+        let now = clock.now()
+        if let expires = caller.expiresAt, expires <= now { return false }
+        guard caller.kind != .anonymous, let id = caller.credentialID else { return true }
+        if isBootstrapAdmin(caller) { return true }
+        do {
+            let epoch = if let watch { try await watch.current() } else { try await store.epoch() }
+            if holding.withLock({ $0[id] }) == epoch { return true }
+            let holds: Bool
+            switch caller.kind {
+            case .apiKey:
+                guard let key = try await store.key(id: id) else { return false }
+                holds = !key.revoked && (key.expiresAt.map { $0 > now } ?? true)
+            case .loginSession:
+                guard let session = try await store.loginSession(id: id) else { return false }
+                holds = !session.revoked && session.expiresAt > now
+            case .anonymous:
+                holds = true
+            }
+            if holds {
+                holding.withLock { holding in
+                    if holding.count >= 50_000 { holding.removeAll() }
+                    holding[id] = epoch
+                }
+            }
+            return holds
+        } catch {
+            // The database cannot say: keep the stream (its next round asks again).
+            logger.warning("could not check a stream's credential", metadata: ["error": "\(error)"])
+            return true
+        }
     }
 
     /// When a request authenticated by the key was last seen, by this server (not yet written).

@@ -78,10 +78,23 @@ extension HTTPField.Name {
 }
 
 /// Reads the log for callers: pages from the database, streams from the process's `EventFeed`.
+///
+/// A stream follows its caller: before it sends events, and at least every feed tick while idle,
+/// it asks `credentialHolds` (the access module) whether the key or login session it was opened
+/// with still authenticates, as of a read that began after the events were read; once it does not
+/// (revoked, expired), the stream ends, so it carries nothing committed after a revocation. A
+/// credential holds at most `streamsPerCredential` open streams (429 beyond).
 public final class EventReader: Sendable {
+    /// Whether the credential behind the caller still authenticates now.
+    public typealias CredentialCheck = @Sendable (Caller) async -> Bool
+
     let storage: Storage
     let log: EventLog
     let feed: EventFeed
+    let credentialHolds: CredentialCheck
+    /// `STREAMS_PER_CREDENTIAL` (0: no cap).
+    let streamsPerCredential: Int
+    private let open = Mutex<[String: Int]>([:])
     /// The longest a stream stays silent: a comment line is sent after this much quiet (at least
     /// every 15 s, as the contract says; 10 s by default).
     var heartbeat: Duration { feed.configuration.heartbeat }
@@ -89,10 +102,44 @@ public final class EventReader: Sendable {
     let scanLimit = 5_000
     private let clients = Atomic<Int>(0)
 
-    public init(storage: Storage, feed: EventFeed) {
+    public init(storage: Storage, feed: EventFeed, streamsPerCredential: Int = 20, credentialHolds: @escaping CredentialCheck = { _ in true }) {
         self.storage = storage
         self.log = EventLog(dialect: storage.dialect)
         self.feed = feed
+        self.streamsPerCredential = streamsPerCredential
+        self.credentialHolds = credentialHolds
+    }
+
+    /// A place among the caller's open streams, given back when the response is done with
+    /// (written out, or dropped unwritten).
+    final class StreamSlot: Sendable {
+        let release: @Sendable () -> Void
+        init(release: @escaping @Sendable () -> Void) { self.release = release }
+        deinit { release() }
+    }
+
+    func takeSlot(for caller: Caller) throws -> StreamSlot {
+        let name = caller.credentialID ?? caller.idempotencyScope
+        let limit = streamsPerCredential
+        let taken = open.withLock { open -> Bool in
+            let count = open[name, default: 0]
+            guard limit == 0 || count < limit else { return false }
+            open[name] = count + 1
+            return true
+        }
+        guard taken else {
+            var problem = Problem(
+                status: .tooManyRequests, slug: "too-many-streams", title: "Too many open streams",
+                detail: "This credential has \(limit) event streams open already; close one first.")
+            problem.headers[.retryAfter] = "5"
+            throw problem
+        }
+        return StreamSlot { [self] in
+            open.withLock { open in
+                let left = open[name, default: 1] - 1
+                open[name] = left > 0 ? left : nil
+            }
+        }
     }
 
     /// Streams open now.
@@ -134,7 +181,9 @@ public final class EventReader: Sendable {
         let headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache", .accelBuffering: "no",
         ]
+        let slot = try takeSlot(for: caller)
         return Response(status: .ok, headers: headers, body: ResponseBody { [self] writer in
+            defer { withExtendedLifetime(slot) {} }
             Gauge(label: "sessiond_sse_clients").record(clients.add(1, ordering: .relaxed).newValue)
             defer { Gauge(label: "sessiond_sse_clients").record(clients.subtract(1, ordering: .relaxed).newValue) }
             do {
@@ -158,28 +207,30 @@ public final class EventReader: Sendable {
         var lastWrite = ContinuousClock.now
         let include: (Event) -> Bool = { filter.matches($0) && (authorized || $0.isVisible(to: caller)) }
         while true {
+            var events: [Event] = []
+            var caughtUp = true
             if let recent = feed.recent(after: cursor, sessionID: filter.sessionID, where: include) {
-                if !recent.events.isEmpty {
-                    var buffer = ByteBuffer()
-                    for event in recent.events { Self.append(event, to: &buffer) }
-                    try await writer.write(buffer)
-                    lastWrite = ContinuousClock.now
-                }
+                events = recent.events
                 cursor = recent.through
             } else {
                 // Behind the feed's window (a resume from long ago): from the database, in pages.
                 let batch = try await log.read(storage, after: cursor, sessionID: filter.sessionID, limit: 500)
+                events = batch.filter(include)
                 if let last = batch.last {
-                    var buffer = ByteBuffer()
-                    for event in batch where include(event) { Self.append(event, to: &buffer) }
                     cursor = last.id
-                    if buffer.readableBytes > 0 {
-                        try await writer.write(buffer)
-                        lastWrite = ContinuousClock.now
-                    }
-                    continue
+                    caughtUp = false
                 }
             }
+            // Once per round, after the events were read: a revocation committed before any of
+            // them is seen here, and the stream ends without sending them; idle, once per tick.
+            guard await credentialHolds(caller) else { return }
+            if !events.isEmpty {
+                var buffer = ByteBuffer()
+                for event in events { Self.append(event, to: &buffer) }
+                try await writer.write(buffer)
+                lastWrite = ContinuousClock.now
+            }
+            if !caughtUp { continue }
             if ContinuousClock.now - lastWrite >= heartbeat {
                 try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                 lastWrite = ContinuousClock.now

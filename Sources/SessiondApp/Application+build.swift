@@ -43,7 +43,9 @@ public func buildApplication(
     let delivery = DeliveryService(
         store: DeliveryService.makeStore(storage, readStaleness: configuration.readStaleness, didCommitEvents: feed.wake), clock: clock, ids: ids)
     feed.onEvents { events in delivery.invalidate(by: events) }
-    let events = EventReader(storage: storage, feed: feed)
+    let events = EventReader(
+        storage: storage, feed: feed, streamsPerCredential: configuration.streamsPerCredential,
+        credentialHolds: { caller in await access.credentialHolds(caller) })
     let (wakeUps, wakeUp) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     let conversations = ConversationService(

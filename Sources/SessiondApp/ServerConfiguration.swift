@@ -45,6 +45,8 @@ public struct ServerConfiguration: Sendable {
     public var trustedProxies = TrustedProxies()
     /// `METRICS_KEY`: when set, `GET /metrics` needs `Authorization: Bearer` it.
     public var metricsKey: String?
+    /// `STREAMS_PER_CREDENTIAL`: open event streams one key or login session may hold (0: no cap).
+    public var streamsPerCredential = 20
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host
@@ -127,6 +129,9 @@ public struct ServerConfiguration: Sendable {
             } else {
                 problems.append("METRICS_KEY: must be 16 or more visible ASCII characters (the value is not shown)")
             }
+        }
+        if let text = environment["STREAMS_PER_CREDENTIAL"], !text.isEmpty {
+            if let count = Int(text), (0...10_000).contains(count) { configuration.streamsPerCredential = count } else { problems.append("STREAMS_PER_CREDENTIAL: \(text) is not a number from 0 to 10000") }
         }
         configuration.access = access(environment, &problems)
         configuration.webhooks = webhooks(environment, &problems)

@@ -332,4 +332,69 @@ struct TenancyTests {
         #expect(proxies.client(peer: "10.1.1.1", forwarded: [], forwardedFor: []) == "10.1.1.1")
         #expect(proxies.client(peer: "10.1.1.1", forwarded: [], forwardedFor: ["1.2.3.4:5555"]) == "1.2.3.4")
     }
+
+    @Test("a stream ends within 5 s of its key's or login session's revocation and carries nothing committed after it; streams are capped per credential")
+    func streamsFollowTheCredential() async throws {
+        try await withApp(.live, configure: {
+            WebTests.configure(&$0)
+            $0.streamsPerCredential = 3
+            // A client gone is noticed when the next keep-alive fails to go out.
+            $0.events.heartbeat = .milliseconds(300)
+            $0.events.tick = .milliseconds(300)
+        }) { client, _ in
+            let port = try #require(client.port)
+            let anaKey = try await Self.key(client, ["name": "ana", "role": "owner", "user_id": "ana"])
+            let anaSecret = try #require(anaKey["key"]?.string)
+            let cookie = try await WebTests.logIn(client, key: anaSecret)
+            let flow = DeliveryFlow(client: client)
+            let session = try await flow.create(user: "ana")
+
+            // The cap: three streams per credential, the fourth is a 429; another credential is not counted with them.
+            var streams = try (0..<3).map { _ in try SSEClient(port: port, path: "/api/events/stream", headers: ["Authorization": "Bearer \(anaSecret)"]) }
+            for stream in streams { try await stream.waitForHead() }
+            #expect(streams.allSatisfy { $0.status == 200 })
+            let fourth = try SSEClient(port: port, path: "/api/events/stream", headers: ["Authorization": "Bearer \(anaSecret)"])
+            try await fourth.waitForHead()
+            #expect(fourth.status == 429)
+            fourth.close()
+            let byCookie = try SSEClient(port: port, path: "/api/sessions/\(session)/events", headers: ["Cookie": cookie])
+            try await byCookie.waitForHead()
+            #expect(byCookie.status == 200)
+            // A closed stream gives its place back (once the server notices: its next keep-alive).
+            streams[2].close()
+            var reopened: SSEClient?
+            for _ in 0..<100 {
+                let attempt = try SSEClient(port: port, path: "/api/events/stream", headers: ["Authorization": "Bearer \(anaSecret)"])
+                try await attempt.waitForHead()
+                if attempt.status == 200 { reopened = attempt; break }
+                attempt.close()
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            streams[2] = try #require(reopened)
+
+            try await flow.add(session, ["BEFORE-1"])
+            for stream in streams { _ = try await stream.wait { $0.contains { $0.event == "delivery.packages.added" } } }
+            _ = try await byCookie.wait { $0.contains { $0.event == "delivery.packages.added" } }
+
+            // The key is revoked: its streams end within 5 s, and a change after it never reaches them.
+            let revokedAt = ContinuousClock.now
+            try await client.json(.post, "/api/keys/\(anaKey["key_id"]!.string!)/revoke")
+            try await flow.add(session, ["AFTER-1"])
+            for stream in streams {
+                while !stream.hasEnded, ContinuousClock.now - revokedAt < .seconds(10) { try await Task.sleep(for: .milliseconds(20)) }
+                #expect(stream.hasEnded && ContinuousClock.now - revokedAt < .seconds(5))
+                #expect(!stream.messages.contains { $0.data.contains("AFTER-1") })
+                stream.close()
+            }
+            // The login session lives on until it is ended itself.
+            _ = try await byCookie.wait { $0.contains { $0.data.contains("AFTER-1") } }
+            let loggedOutAt = ContinuousClock.now
+            try await client.json(.post, "/api/auth/logout", headers: [.cookie: cookie, .origin: WebTests.origin])
+            try await flow.add(session, ["AFTER-2"])
+            while !byCookie.hasEnded, ContinuousClock.now - loggedOutAt < .seconds(10) { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(byCookie.hasEnded && ContinuousClock.now - loggedOutAt < .seconds(5))
+            #expect(!byCookie.messages.contains { $0.data.contains("AFTER-2") })
+            byCookie.close()
+        }
+    }
 }

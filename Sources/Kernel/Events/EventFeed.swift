@@ -19,7 +19,9 @@ public final class EventFeed: Service, Sendable {
     public struct Configuration: Sendable {
         /// How often the log is read when nothing woke the feed.
         public var pollInterval: Duration
-        /// Waiting readers are released at least this often, so streams can send keep-alive comments.
+        /// Waiting readers are released at least this often, so streams can send keep-alive comments
+        /// and check that their caller's credential still holds (a revoked one ends its streams
+        /// within a tick and a check: 2 s by default, under the contract's 5 s).
         public var tick: Duration
         /// The longest a live stream stays silent: it sends a comment line after this much quiet.
         public var heartbeat: Duration
@@ -32,7 +34,7 @@ public final class EventFeed: Service, Sendable {
         public var minimumInterval: Duration
 
         public init(
-            pollInterval: Duration = .milliseconds(500), tick: Duration = .seconds(5), heartbeat: Duration = .seconds(10), window: Int = 20_000,
+            pollInterval: Duration = .milliseconds(500), tick: Duration = .seconds(2), heartbeat: Duration = .seconds(10), window: Int = 20_000,
             batch: Int = 1_000, minimumInterval: Duration = .milliseconds(5)
         ) {
             self.minimumInterval = minimumInterval

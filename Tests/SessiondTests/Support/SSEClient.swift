@@ -119,7 +119,9 @@ final class SSEClient: @unchecked Sendable {
                     let sizeText = String(decoding: raw[0..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
                     guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else { break }
                     if size == 0 {
+                        // The last chunk: the response (the stream) has ended, whether or not the connection stays open.
                         raw.removeAll()
+                        lock.withLock { ended = true }
                         break
                     }
                     guard raw.count >= lineEnd + 2 + size + 2 else { break }
