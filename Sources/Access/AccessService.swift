@@ -133,6 +133,21 @@ public final class AccessService: Sendable {
 
     public static var migrations: [Migration] { AccessSQL.migrations }
 
+    /// What the access module keeps for a while: the auth audit (`AUDIT_RETENTION`), used or
+    /// expired login links and ended login sessions (`loginSeconds`, 7 days), finished
+    /// submissions (`SUBMISSION_RETENTION`).
+    public func retentionRules(auditSeconds: Int64, loginSeconds: Int64, submissionSeconds: Int64) -> [RetentionRule] {
+        let idle = configuration.loginIdleTimeoutSeconds
+        return [
+            RetentionRule("audits", keepSeconds: auditSeconds) { cutoff, limit in AccessSQL.pruneAudits(cutoff: cutoff, limit: limit) },
+            RetentionRule("login_links", keepSeconds: loginSeconds) { cutoff, limit in AccessSQL.pruneLoginLinks(cutoff: cutoff, limit: limit) },
+            RetentionRule("login_sessions", keepSeconds: loginSeconds) { cutoff, limit in
+                AccessSQL.pruneLoginSessions(cutoff: cutoff, idleSeconds: idle, limit: limit)
+            },
+            RetentionRule("submissions", keepSeconds: submissionSeconds) { cutoff, limit in AccessSQL.pruneSubmissions(cutoff: cutoff, limit: limit) },
+        ]
+    }
+
     // MARK: the admin key
 
     static let adminHashSetting = "admin_key_hash"

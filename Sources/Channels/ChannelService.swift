@@ -643,6 +643,17 @@ public final class ChannelService: Sendable {
         wakeConnection(id)
     }
 
+    /// The first event the session notifier still needs (nil: none).
+    public func eventFloor() async throws -> EventID? { try await store.eventFloor() }
+
+    /// Retention of raw chat updates and sent texts (`CHANNEL_UPDATE_RETENTION`).
+    public static func retentionRules(keepSeconds: Int64) -> [RetentionRule] {
+        [
+            RetentionRule("channel_updates", keepSeconds: keepSeconds) { cutoff, limit in ChannelStore.pruneUpdates(cutoff: cutoff, limit: limit) },
+            RetentionRule("channel_sent_texts", keepSeconds: keepSeconds) { cutoff, limit in ChannelStore.pruneSentTexts(cutoff: cutoff, limit: limit) },
+        ]
+    }
+
     /// What erasing a contact removes from the channels of `userID` (every tenant's when nil): a
     /// Telegram contact is its chat's id (`123456789`); anything else names no chat.
     public static func contactErasure(userID: String?, contact: String) -> [SQLStatement] {

@@ -41,6 +41,11 @@ public struct ScanAnswer: Sendable, Equatable {
 /// barcode, deliver its package) through `ScanTargets`, and every attempt recorded with a
 /// `delivery.package.scanned` event — in the change's own transaction when there is a change.
 public struct ScanService: Sendable {
+    /// Retention of scan attempts (`SCAN_ATTEMPT_RETENTION`).
+    public static func retentionRules(keepSeconds: Int64) -> [RetentionRule] {
+        [RetentionRule("scan_attempts", keepSeconds: keepSeconds) { cutoff, limit in ScanSQL.pruneBatch(cutoff: cutoff, limit: limit) }]
+    }
+
     public static let eventType = "delivery.package.scanned"
     public static let eventTypes: [(type: String, summary: String)] = [
         (eventType, "A label photo was scanned for the session: what was read (or not), how, how sure, and what it changed."),

@@ -14,7 +14,7 @@ import Webhooks
 
 /// Every migration of every module, in one list (versions: kernel 1–99, delivery 101–199, access 201–299, …).
 public let allMigrations: [Migration] =
-    IdempotencyStore.migrations + EventLog.migrations + DeliveryService.migrations + AccessService.migrations + WebhookService.migrations
+    IdempotencyStore.migrations + EventLog.migrations + RetentionSweep.migrations + DeliveryService.migrations + AccessService.migrations + WebhookService.migrations
     + ConversationService.migrations + ScanService.migrations + ChannelService.migrations
 
 /// The composition root, used by `sessiond serve` and by every test: configuration in, a ready
@@ -114,6 +114,24 @@ public func buildApplication(
     try WebRoutes(access: access, delivery: delivery, clock: clock, liveEventTypes: DeliveryEvents.types.map(\.type))
         .register(on: router, routes: routes)
 
+    // Retention: each module's rules over its own tables, one sweep on one server at a time.
+    let eventLog = EventLog(dialect: storage.dialect)
+    let retention = RetentionSweep(
+        storage: storage, clock: clock,
+        rules: [
+            RetentionRule("events", keepSeconds: configuration.retention.eventSeconds) { cutoff, limit in
+                var floor = try await webhooks.eventFloor()
+                if let notifier = try await channels.eventFloor(), notifier < floor { floor = notifier }
+                return eventLog.pruneBatch(cutoff: cutoff, before: floor, limit: limit)
+            }
+        ]
+            + access.retentionRules(
+                auditSeconds: configuration.retention.auditSeconds, loginSeconds: configuration.retention.loginSeconds,
+                submissionSeconds: configuration.retention.submissionSeconds)
+            + ScanService.retentionRules(keepSeconds: configuration.retention.scanAttemptSeconds)
+            + ChannelService.retentionRules(keepSeconds: configuration.retention.channelUpdateSeconds),
+        holder: "server-" + ids.make(), logger: logger)
+
     var app = Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
@@ -129,6 +147,7 @@ public func buildApplication(
                 logger: logger),
             channelRuntime,
             notifier,
+            PeriodicService("retention sweep", every: configuration.retention.interval, logger: logger) { try await retention.sweep() },
         ] + webhookDelivery.services,
         logger: logger)
     app.beforeServerStarts {

@@ -47,6 +47,8 @@ public struct ServerConfiguration: Sendable {
     public var metricsKey: String?
     /// `STREAMS_PER_CREDENTIAL`: open event streams one key or login session may hold (0: no cap).
     public var streamsPerCredential = 20
+    /// How long each kind of row is kept (`*_RETENTION`), and how often the sweep runs.
+    public var retention = RetentionConfiguration()
 
     public init(host: String = "127.0.0.1", port: Int = 8080, database: DatabaseLocation = .sqlite(path: DatabaseLocation.defaultSQLitePath), logLevel: Logger.Level = .info, maxBodyBytes: Int = 1 << 20) {
         self.host = host
@@ -133,6 +135,7 @@ public struct ServerConfiguration: Sendable {
         if let text = environment["STREAMS_PER_CREDENTIAL"], !text.isEmpty {
             if let count = Int(text), (0...10_000).contains(count) { configuration.streamsPerCredential = count } else { problems.append("STREAMS_PER_CREDENTIAL: \(text) is not a number from 0 to 10000") }
         }
+        configuration.retention = retention(environment, &problems)
         configuration.access = access(environment, &problems)
         configuration.webhooks = webhooks(environment, &problems)
         configuration.scanning = scanning(environment, &problems)
@@ -227,6 +230,25 @@ public struct ServerConfiguration: Sendable {
         return webhooks
     }
 
+    /// `EVENT_RETENTION`, `AUDIT_RETENTION`, `CHANNEL_UPDATE_RETENTION`, `SCAN_ATTEMPT_RETENTION`,
+    /// `SUBMISSION_RETENTION`: durations (`0` keeps for ever).
+    static func retention(_ environment: [String: String], _ problems: inout [String]) -> RetentionConfiguration {
+        var retention = RetentionConfiguration()
+        let settings: [(String, WritableKeyPath<RetentionConfiguration, Int64>)] = [
+            ("EVENT_RETENTION", \.eventSeconds), ("AUDIT_RETENTION", \.auditSeconds), ("CHANNEL_UPDATE_RETENTION", \.channelUpdateSeconds),
+            ("SCAN_ATTEMPT_RETENTION", \.scanAttemptSeconds), ("SUBMISSION_RETENTION", \.submissionSeconds),
+        ]
+        for (name, field) in settings {
+            guard let text = environment[name], !text.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            if let seconds = duration(text), seconds == 0 || seconds >= 60 {
+                retention[keyPath: field] = seconds
+            } else {
+                problems.append("\(name): \(text) is not a duration of 60 s or more (as 30d or 12h), or 0 to keep for ever")
+            }
+        }
+        return retention
+    }
+
     /// Seconds from `90`, `90s`, `15m`, `12h` or `5d`.
     static func duration(_ text: String) -> Int64? {
         let text = text.trimmingCharacters(in: .whitespaces).lowercased()
@@ -265,6 +287,27 @@ public struct ServerConfiguration: Sendable {
         }
         return access
     }
+}
+
+/// How long each kind of row is kept; 0 keeps it for ever. Pruned in small batches by one server
+/// at a time (`RetentionSweep`).
+public struct RetentionConfiguration: Sendable {
+    /// `EVENT_RETENTION` (30 d): never an event a webhook endpoint or the bot's notifier still needs.
+    public var eventSeconds: Int64 = 30 * 86_400
+    /// `AUDIT_RETENTION` (365 d): the auth audit.
+    public var auditSeconds: Int64 = 365 * 86_400
+    /// `CHANNEL_UPDATE_RETENTION` (7 d): raw chat updates and sent message texts (ids and counts stay).
+    public var channelUpdateSeconds: Int64 = 7 * 86_400
+    /// `SCAN_ATTEMPT_RETENTION` (90 d).
+    public var scanAttemptSeconds: Int64 = 90 * 86_400
+    /// `SUBMISSION_RETENTION` (30 d): finished submissions.
+    public var submissionSeconds: Int64 = 30 * 86_400
+    /// Used or expired login links and ended login sessions (7 d).
+    public var loginSeconds: Int64 = 7 * 86_400
+    /// How often the sweep runs.
+    public var interval: Duration = .seconds(600)
+
+    public init() {}
 }
 
 /// Label photos (`SCAN_*`).

@@ -40,6 +40,9 @@ public final class WebhookService: Sendable {
 
     public static let migrations = WebhookSQL.migrations
 
+    /// The first event the webhooks still need (events before it may be pruned).
+    public func eventFloor() async throws -> EventID { try await store.eventFloor() }
+
     /// A new endpoint and its secret (shown in this answer only).
     public struct Created: Sendable {
         public var endpoint: WebhookEndpoint

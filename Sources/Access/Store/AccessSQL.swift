@@ -107,8 +107,43 @@ enum AccessSQL {
             shared: [
                 "ALTER TABLE login_sessions ADD COLUMN started_by TEXT",
                 "CREATE INDEX login_sessions_started_by ON login_sessions (started_by)",
+                "CREATE INDEX submissions_updated_at ON submissions (updated_at)",
             ]),
     ]
+
+    /// Retention batches (each deletes at most `limit` rows older than `cutoff`, a row returned per row).
+    static func pruneAudits(cutoff: Timestamp, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        ("DELETE FROM audits WHERE id IN (SELECT id FROM audits WHERE timestamp < ? ORDER BY timestamp LIMIT ?) RETURNING 1", [.int(cutoff.milliseconds), .int(Int64(limit))])
+    }
+
+    /// Login links used or expired before `cutoff`.
+    static func pruneLoginLinks(cutoff: Timestamp, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        (
+            "DELETE FROM login_links WHERE token_hash IN (SELECT token_hash FROM login_links WHERE expires_at < ? OR used_at < ? LIMIT ?) RETURNING 1",
+            [.int(cutoff.milliseconds), .int(cutoff.milliseconds), .int(Int64(limit))]
+        )
+    }
+
+    /// Login sessions that ended before `cutoff`: expired, revoked, or idle past `idleSeconds`.
+    static func pruneLoginSessions(cutoff: Timestamp, idleSeconds: Int64, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        (
+            """
+            DELETE FROM login_sessions WHERE session_id IN (SELECT session_id FROM login_sessions
+            WHERE expires_at < ? OR revoked_at < ? OR last_seen_at < ? LIMIT ?) RETURNING 1
+            """,
+            [.int(cutoff.milliseconds), .int(cutoff.milliseconds), .int(cutoff.milliseconds - idleSeconds * 1000), .int(Int64(limit))]
+        )
+    }
+
+    /// Finished submissions last changed before `cutoff`.
+    static func pruneSubmissions(cutoff: Timestamp, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        (
+            """
+            DELETE FROM submissions WHERE id IN (SELECT id FROM submissions WHERE status IN ('success', 'error') AND updated_at < ?
+            ORDER BY updated_at LIMIT ?) RETURNING 1
+            """, [.int(cutoff.milliseconds), .int(Int64(limit))]
+        )
+    }
 
     /// Bumped in the transaction of every revocation, so that servers caching credentials notice.
     static let bumpEpoch = SQLStatement("UPDATE access_epoch SET epoch = epoch + 1 WHERE id = 1")

@@ -280,3 +280,31 @@ extension ChannelStore {
         return id
     }
 }
+
+extension ChannelStore {
+    /// The first event the session notifier still needs (nil: it keeps no cursor yet).
+    func eventFloor() async throws -> EventID? {
+        let cursors = try await storage.query("SELECT event_id FROM channel_event_cursor").compactMap { EventID(try $0.string(0)) }
+        return cursors.min().map { EventID(transaction: $0.transaction, position: $0.position + 1) }
+    }
+
+    /// Retention: raw chat updates handled before `cutoff` lose their body, sent (or failed)
+    /// messages their text; their ids, statuses and counts stay.
+    static func pruneUpdates(cutoff: Timestamp, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        (
+            """
+            UPDATE channel_updates SET body = '{}' WHERE (channel_id, update_id) IN (SELECT channel_id, update_id FROM channel_updates
+            WHERE received_at < ? AND handled_at IS NOT NULL AND body <> '{}' LIMIT ?) RETURNING 1
+            """, [.int(cutoff.milliseconds), .int(Int64(limit))]
+        )
+    }
+
+    static func pruneSentTexts(cutoff: Timestamp, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        (
+            """
+            UPDATE channel_outbox SET payload = '{}' WHERE message_id IN (SELECT message_id FROM channel_outbox
+            WHERE created_at < ? AND status <> 'pending' AND payload <> '{}' LIMIT ?) RETURNING 1
+            """, [.int(cutoff.milliseconds), .int(Int64(limit))]
+        )
+    }
+}

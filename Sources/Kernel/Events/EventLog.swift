@@ -206,6 +206,25 @@ public struct EventLog: Sendable {
         return [SQLStatement("UPDATE events SET data = '{\"erased\":true}', session_id = NULL, user_id = NULL WHERE session_id IN (\(marks))", sessionIDs.map(SQLValue.text))]
     }
 
+    /// One batch of the retention sweep: events made before `cutoff` and positioned before `floor`
+    /// (what no reader that keeps a cursor still needs), at most `limit`, deleted; a row returned
+    /// per event.
+    public func pruneBatch(cutoff: Timestamp, before floor: EventID, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        switch dialect {
+        case .sqlite:
+            return (
+                "DELETE FROM events WHERE position IN (SELECT position FROM events WHERE created_at < ? AND position < ? ORDER BY position LIMIT ?) RETURNING 1",
+                [.int(cutoff.milliseconds), .int(floor.position), .int(Int64(limit))])
+        case .postgres:
+            return (
+                """
+                DELETE FROM events WHERE position IN (SELECT position FROM events WHERE created_at < ? AND (tx_id, position) < (?, ?)
+                ORDER BY tx_id, position LIMIT ?) RETURNING 1
+                """,
+                [.int(cutoff.milliseconds), .int(floor.transaction), .int(floor.position), .int(Int64(limit))])
+        }
+    }
+
     /// A JSON array of strings, so a tag is read back whole whatever it holds (the first
     /// version wrote tags space-separated: those rows are still read as such).
     static func audienceText(_ tags: [String]) -> String {

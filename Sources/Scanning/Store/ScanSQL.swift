@@ -32,8 +32,17 @@ enum ScanSQL {
                 )
                 """,
                 "CREATE INDEX scan_attempts_session ON scan_attempts (session_id, attempt_id)",
-            ])
+            ]),
+        Migration(version: 502, name: "scanning: attempts by age, for retention", shared: ["CREATE INDEX scan_attempts_created_at ON scan_attempts (created_at)"]),
     ]
+
+    /// Retention: attempts made before `cutoff`, at most `limit`, deleted.
+    static func pruneBatch(cutoff: Timestamp, limit: Int) -> (sql: String, binds: [SQLValue]) {
+        (
+            "DELETE FROM scan_attempts WHERE attempt_id IN (SELECT attempt_id FROM scan_attempts WHERE created_at < ? ORDER BY created_at LIMIT ?) RETURNING 1",
+            [.int(cutoff.milliseconds), .int(Int64(limit))]
+        )
+    }
 
     static let columns = """
         attempt_id, session_id, user_id, actor_id, intent, found, barcode, format, method, confidence, package_id, outcome, candidates, steps,

@@ -314,6 +314,24 @@ struct WebhookStore: Sendable {
         return summaries
     }
 
+    /// The first event the webhooks still need: the next the fan-out reads for an enabled
+    /// endpoint (none while there is none: a new endpoint starts at the head of the log, and a
+    /// disabled one is not given what passed while it was disabled), or the event of a message
+    /// still pending. Events before it may be pruned.
+    func eventFloor() async throws -> EventID {
+        var floor = EventID(transaction: .max, position: .max)
+        if let start = try await enabledEndpoints().map(\.startAfter).min() {
+            let next = max(try await dispatchState().cursor, start)
+            floor = EventID(transaction: next.transaction, position: next.position + 1)
+        }
+        if let text = try await storage.query("SELECT MIN(event_id) FROM webhook_messages WHERE status = 'pending'").first?.optionalString(0),
+            let pending = EventID(text), pending < floor
+        {
+            floor = pending
+        }
+        return floor
+    }
+
     /// Removes delivery-log rows, and finished messages, older than `before`.
     func purge(before: Timestamp) async throws {
         try await storage.write([
