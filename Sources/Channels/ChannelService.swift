@@ -23,6 +23,10 @@ public final class ChannelService: Sendable {
     /// Webhook channels' secrets as the webhook route checks them, kept 1 s (dropped at once when
     /// this server changes the channel; another server's change counts within that second).
     private let webhookSecrets = Mutex<[String: (secret: String?, at: ContinuousClock.Instant)]>([:])
+    /// The most webhook secrets (and misses) kept at once.
+    static let webhookSecretsKept = 1_024
+    /// How many are kept now (for tests of the bound).
+    var webhookSecretsHeld: Int { webhookSecrets.withLock { $0.count } }
     /// `getWebhookInfo` answers, kept at most 60 s.
     private let webhookInfo = Mutex<[String: (info: BotAPI.WebhookInfo, at: Timestamp)]>([:])
 
@@ -619,6 +623,8 @@ public final class ChannelService: Sendable {
 
     /// The secret a webhook POST for the channel must carry; nil when no webhook channel has that id.
     func webhookSecret(_ id: String) async throws -> String? {
+        // Anyone may post here: a path that names no id of ours is refused before any lookup.
+        guard IDGenerator.isWellFormed(id) else { return nil }
         if let kept = webhookSecrets.withLock({ $0[id] }), ContinuousClock.now - kept.at < .seconds(1) { return kept.secret }
         var secret: String?
         if let row = try await store.runtimeRow(id), !row.deleted, row.channel.mode == .webhook {
@@ -627,7 +633,16 @@ public final class ChannelService: Sendable {
             }
             secret = opened
         }
-        webhookSecrets.withLock { $0[id] = (secret, ContinuousClock.now) }
+        webhookSecrets.withLock { kept in
+            // Kept a second each: entries older than that are dropped once there are many, so
+            // unknown ids posted by strangers cannot grow it.
+            if kept.count >= Self.webhookSecretsKept {
+                let now = ContinuousClock.now
+                kept = kept.filter { now - $0.value.at < .seconds(1) }
+                if kept.count >= Self.webhookSecretsKept { kept.removeAll() }
+            }
+            kept[id] = (secret, ContinuousClock.now)
+        }
         return secret
     }
 

@@ -132,8 +132,10 @@ public func buildApplication(
             + ChannelService.retentionRules(keepSeconds: configuration.retention.channelUpdateSeconds),
         holder: "server-" + ids.make(), logger: logger)
 
+    let idleNanoseconds = configuration.httpIdleTimeout.components.seconds * 1_000_000_000 + configuration.httpIdleTimeout.components.attoseconds / 1_000_000_000
     var app = Application(
         router: router,
+        server: .http1(configuration: .init(idleTimeout: .nanoseconds(idleNanoseconds))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
         services: [
             StorageService(storage: storage),

@@ -47,6 +47,9 @@ public struct ServerConfiguration: Sendable {
     public var metricsKey: String?
     /// `STREAMS_PER_CREDENTIAL`: open event streams one key or login session may hold (0: no cap).
     public var streamsPerCredential = 20
+    /// `HTTP_IDLE_TIMEOUT`: a connection that sends nothing this long (a request half sent, or
+    /// none after the last answer) is closed; a response in progress (a live stream) is not idle.
+    public var httpIdleTimeout: Duration = .seconds(60)
     /// How long each kind of row is kept (`*_RETENTION`), and how often the sweep runs.
     public var retention = RetentionConfiguration()
 
@@ -134,6 +137,9 @@ public struct ServerConfiguration: Sendable {
         }
         if let text = environment["STREAMS_PER_CREDENTIAL"], !text.isEmpty {
             if let count = Int(text), (0...10_000).contains(count) { configuration.streamsPerCredential = count } else { problems.append("STREAMS_PER_CREDENTIAL: \(text) is not a number from 0 to 10000") }
+        }
+        if let text = environment["HTTP_IDLE_TIMEOUT"], !text.trimmingCharacters(in: .whitespaces).isEmpty {
+            if let seconds = duration(text), (1...3600).contains(seconds) { configuration.httpIdleTimeout = .seconds(seconds) } else { problems.append("HTTP_IDLE_TIMEOUT: \(text) is not a duration from 1 s to 3600 s") }
         }
         configuration.retention = retention(environment, &problems)
         configuration.access = access(environment, &problems)

@@ -57,7 +57,7 @@ public struct WebRoutes: Sendable {
         routes.add(.init(.post, "/auth/logout", summary: "End the login session (the cookie is refused from then on), clear the cookie, 303 to /login", tag: tag, status: 303, errors: [403], responseMediaType: html, errorMediaType: html), to: router) { request, context in
             await pages.page {
                 try session.requireOwnOrigin(request)
-                await session.logOut(request, context: context)
+                try await session.logOut(request, context: context)
                 var response = Response(status: .seeOther, headers: [.location: "/login", .cacheControl: "no-store"])
                 response.headers[.setCookie] = AccessRoutes.clearedCookie(access.configuration)
                 return response

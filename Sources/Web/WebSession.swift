@@ -59,10 +59,19 @@ struct WebSession: Sendable {
         }
     }
 
-    /// Ends the login session the cookie names, if it is still live.
-    func logOut(_ request: Request, context: SessiondRequestContext) async {
-        guard let caller = await caller(request) else { return }
-        try? await access.logout(caller: caller, ip: context.clientAddress)
+    /// Ends the login session the cookie names, if it is still live. A cookie that names no live
+    /// session has nothing to end; a failure to end one (the database) is thrown, never passed
+    /// off as a logout: the session would still be valid.
+    func logOut(_ request: Request, context: SessiondRequestContext) async throws {
+        guard let token = AccessMiddleware.cookie(AccessConfiguration.cookieName, in: request.headers), !token.isEmpty else { return }
+        let caller: Caller
+        do {
+            caller = try await access.authenticate(.cookie(token), now: clock.now())
+        } catch is AccessError {
+            return
+        }
+        guard caller.kind == .loginSession else { return }
+        try await access.logout(caller: caller, ip: context.clientAddress)
     }
 
     /// Where to go after logging in: a path on this server only (never `//host` or a URL).

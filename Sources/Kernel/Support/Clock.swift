@@ -28,6 +28,21 @@ public final class IDGenerator: Sendable {
 
     public init(clock: WallClock = .system) { self.clock = clock }
 
+    /// Whether `text` has the shape of an id this generator makes (36 characters, 8-4-4-4-12
+    /// lower-case hex): what an unauthenticated path may name before anything is looked up.
+    public static func isWellFormed(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count == 36 else { return false }
+        for (index, byte) in bytes.enumerated() {
+            if index == 8 || index == 13 || index == 18 || index == 23 {
+                guard byte == UInt8(ascii: "-") else { return false }
+            } else {
+                guard (byte >= 48 && byte <= 57) || (byte >= 97 && byte <= 102) else { return false }
+            }
+        }
+        return true
+    }
+
     public func make() -> String {
         let (millis, counter) = state.withLock { state -> (Int64, UInt16) in
             let now = max(clock.now().milliseconds, state.lastMillis)
