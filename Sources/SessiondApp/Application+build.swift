@@ -154,6 +154,7 @@ public func buildApplication(
         logger: logger)
     app.beforeServerStarts {
         try await migrator.migrate(storage, now: clock.now().milliseconds)
+        for warning in WebhookService.startupWarnings(configuration.webhooks) { logger.warning("\(warning)") }
         if let generated = try await access.bootstrapAdminKey() {
             announceAdminKey(generated)
         }

@@ -227,6 +227,9 @@ public struct ServerConfiguration: Sendable {
                 problems.append("WEBHOOK_ALLOWED_HOSTS: \(error.entry) is neither a host name nor a CIDR range")
             }
         }
+        if let text = value("WEBHOOK_MAX_ENDPOINTS_PER_OWNER") {
+            if let count = Int(text), (0...10_000).contains(count) { webhooks.maxEndpointsPerOwner = count } else { problems.append("WEBHOOK_MAX_ENDPOINTS_PER_OWNER: \(text) is not a number from 0 to 10000") }
+        }
         if let text = value("WEBHOOK_WORKERS") {
             if let workers = Int(text), (1...64).contains(workers) { webhooks.workers = workers } else { problems.append("WEBHOOK_WORKERS: \(text) is not a number from 1 to 64") }
         }

@@ -10,6 +10,8 @@ public struct WebhookConfiguration: Sendable {
     public var allowPrivate = false
     /// `WEBHOOK_ALLOWED_HOSTS`: host names and CIDR ranges allowed whatever they resolve to.
     public var allowList: [String] = []
+    /// `WEBHOOK_MAX_ENDPOINTS_PER_OWNER` (20; 0: no cap): endpoints one owner may have.
+    public var maxEndpointsPerOwner = 20
     /// Sending workers in each server (`WEBHOOK_WORKERS`).
     public var workers = 5
     /// Messages one worker leases and sends at once.

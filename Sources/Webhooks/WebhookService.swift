@@ -40,6 +40,13 @@ public final class WebhookService: Sendable {
 
     public static let migrations = WebhookSQL.migrations
 
+    /// What the server says once at start-up about these settings.
+    public static func startupWarnings(_ configuration: WebhookConfiguration) -> [String] {
+        configuration.secretKey == nil
+            ? ["WEBHOOK_SECRET_KEY is not set: webhook signing secrets are sealed with a key kept in the same database, which protects nothing against a copy of it; set it (openssl rand -base64 32)"]
+            : []
+    }
+
     /// The first event the webhooks still need (events before it may be pruned).
     public func eventFloor() async throws -> EventID { try await store.eventFloor() }
 
@@ -61,6 +68,10 @@ public final class WebhookService: Sendable {
             userID = caller.userID
         }
         guard let url = draft.url else { throw WebhookError.invalid(field: "url", detail: "url is required") }
+        let limit = configuration.maxEndpointsPerOwner
+        if limit > 0, try await store.endpointCount(userID: userID) >= limit {
+            throw WebhookError.tooManyEndpoints(limit)
+        }
         let checkedURL = try await validate(url: url)
         let events = try validate(events: draft.events ?? [])
         let description = try validate(description: draft.description ?? "")
@@ -355,8 +366,7 @@ public final class WebhookService: Sendable {
             made = try SecretBox(base64: key)
         } else {
             let stored = try await store.setting("secret_key", orCreate: SecretBox.generateKey)
-            made = try SecretBox(base64: stored)
-            logger.warning("WEBHOOK_SECRET_KEY is not set: webhook secrets are encrypted with a key kept in the database; set it to protect them at rest")
+            made = try SecretBox(base64: stored)  // the start-up line said so (`startupWarnings`)
         }
         box.withLock { $0 = made }
         return made

@@ -1,5 +1,6 @@
 import Access
 @testable import Channels
+@testable import Webhooks
 import Foundation
 import HTTPTypes
 import HummingbirdTesting
@@ -83,5 +84,37 @@ struct HardeningTests {
             await connector.shutdown()
         }
         await TestDatabase.drop(location)
+    }
+
+    @Test("an owner has at most WEBHOOK_MAX_ENDPOINTS_PER_OWNER endpoints (409 beyond); another owner is not counted with it")
+    func endpointsPerOwner() async throws {
+        try await withApp(configure: {
+            $0.webhooks.allowPrivate = true
+            $0.webhooks.maxEndpointsPerOwner = 3
+        }) { client, _ in
+            let ana = TestAuth.bearer(try await client.json(.post, "/api/keys", body(["name": "ana", "role": "owner", "user_id": "ana"]), expect: .created)["key"]!.string!)
+            let bia = TestAuth.bearer(try await client.json(.post, "/api/keys", body(["name": "bia", "role": "owner", "user_id": "bia"]), expect: .created)["key"]!.string!)
+            let hook = body(["url": "http://127.0.0.1:9/hooks", "events": ["delivery.*"]])
+            var made: [String] = []
+            for _ in 0..<3 { made.append(try await client.json(.post, "/api/webhooks", hook, expect: .created, headers: ana)["endpoint_id"]!.string!) }
+            let refused = try await client.json(.post, "/api/webhooks", hook, expect: .conflict, headers: ana)
+            #expect(refused["type"]?.string == Problem.typeBase + "too-many-endpoints")
+            try await client.json(.post, "/api/webhooks", hook, expect: .created, headers: bia)
+            try await client.send(.delete, "/api/webhooks/\(made[0])", headers: ana)
+            try await client.json(.post, "/api/webhooks", hook, expect: .created, headers: ana)
+        }
+    }
+
+    @Test("the webhook sender keeps a bounded number of HTTP clients, however many receiver hosts it has sent to")
+    func senderClientsBounded() async throws {
+        let sender = WebhookSender(guardrail: try ReceiverGuard(allowPrivate: true), timeoutSeconds: 5, bodyLimit: 1024)
+        for index in 0..<300 {
+            let host = "receiver-\(index).example"
+            let address = try #require(IPAddress("127.0.0.\(index % 250 + 1)"))
+            _ = sender.client(host: host, address: address)
+            sender.finished(host: host, address: address)
+        }
+        #expect(sender.clientCount <= WebhookSender.clientsKept)
+        await sender.shutdown()
     }
 }

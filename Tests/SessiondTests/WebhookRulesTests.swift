@@ -64,14 +64,30 @@ struct WebhookRulesTests {
         #expect(policy.nextAttempt(after: 7, retryAfter: 60, now: now, random: 0.5) == nil)
     }
 
-    @Test("the circuit opens after 5 consecutive failures, for 30 s, doubling per failed probe up to 10 minutes")
+    @Test("the circuit opens after 5 consecutive failures, for 30 s, doubling per failed probe (never per failure of a burst in flight) up to 10 minutes")
     func circuit() {
         let policy = DeliveryPolicy()
         let now = Timestamp(milliseconds: 0)
-        #expect(policy.circuitOpenUntil(failures: 4, now: now) == nil)
-        #expect(policy.circuitOpenUntil(failures: 5, now: now)?.milliseconds == 30_000)
-        #expect(policy.circuitOpenUntil(failures: 6, now: now)?.milliseconds == 60_000)
-        #expect(policy.circuitOpenUntil(failures: 60, now: now)?.milliseconds == 600_000)
+        func at(_ seconds: Int64) -> Timestamp { Timestamp(milliseconds: seconds * 1000) }
+        #expect(policy.circuit(afterFailures: 4, consecutive: 0, openUntil: nil, opens: 0, now: now).openUntil == nil)
+        // A burst of 7 failures within a second (a receiver that blinked): open for 30 s, not 2 minutes.
+        let burst = policy.circuit(afterFailures: 7, consecutive: 0, openUntil: nil, opens: 0, now: now)
+        #expect(burst.openUntil == at(30) && burst.opens == 1)
+        // Stragglers of that burst ending while the circuit is open change nothing.
+        let stragglers = policy.circuit(afterFailures: 3, consecutive: 7, openUntil: at(30), opens: 1, now: at(1))
+        #expect(stragglers.openUntil == at(30) && stragglers.opens == 1)
+        // Each failed probe (made once the time was up) doubles it, up to 10 minutes.
+        var circuit = burst
+        var expected: [Int64] = []
+        var time: Int64 = 30
+        for _ in 0..<7 {
+            circuit = policy.circuit(afterFailures: 1, consecutive: 10, openUntil: circuit.openUntil, opens: circuit.opens, now: at(time))
+            expected.append((circuit.openUntil!.milliseconds / 1000) - time)
+            time = circuit.openUntil!.milliseconds / 1000
+        }
+        #expect(expected == [60, 120, 240, 480, 600, 600, 600])
+        // Consecutive failures below the threshold keep it closed.
+        #expect(policy.circuit(afterFailures: 1, consecutive: 3, openUntil: nil, opens: 0, now: now).openUntil == nil)
     }
 
     @Test("the SSRF guard refuses private, loopback, link-local, CGNAT, reserved and multicast addresses, IPv4 inside IPv6 included")

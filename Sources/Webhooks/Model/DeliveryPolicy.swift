@@ -11,7 +11,7 @@ public struct DeliveryPolicy: Sendable, Equatable {
     public var retryAfterBounds: ClosedRange<Int64>
     /// Consecutive failed attempts that open an endpoint's circuit.
     public var circuitThreshold: Int64
-    /// The circuit stays open this long the first time, doubling each time a probe fails, up to `circuitMaximum`.
+    /// The circuit stays open this long the first time, doubling each time a probe fails, up to `circuitMaximum` (`circuit(afterFailures:…)`).
     public var circuitCooldown: Int64
     public var circuitMaximum: Int64
     /// An endpoint that has failed without a success for this long is disabled (`WEBHOOK_DISABLE_AFTER`).
@@ -71,11 +71,20 @@ public struct DeliveryPolicy: Sendable, Equatable {
         return Timestamp(milliseconds: now.milliseconds + max(milliseconds, 0))
     }
 
-    /// Until when the circuit stays open after `failures` consecutive failures (nil: closed).
-    public func circuitOpenUntil(failures: Int64, now: Timestamp) -> Timestamp? {
-        guard failures >= circuitThreshold else { return nil }
-        let doublings = min(failures - circuitThreshold, 20)
-        let seconds = min(circuitCooldown << doublings, circuitMaximum)
-        return Timestamp(milliseconds: now.milliseconds + seconds * 1000)
+    /// The circuit after attempts that ended in `failures` failures, given `consecutive`
+    /// failures before them and the circuit as it was (`openUntil`, opened `opens` times in a
+    /// row). Closed below the threshold. Reaching it opens the circuit for `circuitCooldown`;
+    /// from then on only a failed probe (an attempt made once the circuit's time was up) doubles
+    /// it, up to `circuitMaximum`. Failures of a burst that was in flight when the circuit opened
+    /// (they end while it is open) change nothing: a receiver that blinks during a burst is cut
+    /// off for the cooldown, not for minutes.
+    public func circuit(
+        afterFailures failures: Int64, consecutive: Int64, openUntil: Timestamp?, opens: Int64, now: Timestamp
+    ) -> (openUntil: Timestamp?, opens: Int64) {
+        guard consecutive + failures >= circuitThreshold else { return (nil, 0) }
+        if let openUntil, now < openUntil { return (openUntil, opens) }
+        let next = opens + 1
+        let seconds = min(circuitCooldown << min(next - 1, 20), circuitMaximum)
+        return (Timestamp(milliseconds: now.milliseconds + seconds * 1000), next)
     }
 }

@@ -55,9 +55,10 @@ public struct ReceiverGuard: Sendable, Equatable {
         if let literal = IPAddress(host) {
             addresses = [literal]
         } else {
-            addresses = await Self.resolve(host)
+            // A resolver that does not answer must not hold a sending worker: 5 s at most.
+            addresses = await Self.resolveWithin(host, seconds: Self.resolveSeconds)
         }
-        guard let first = addresses.first else { throw Refusal(reason: "\(host) does not resolve") }
+        guard let first = addresses.first else { throw Refusal(reason: "\(host) does not resolve (within \(Self.resolveSeconds) s)") }
         for address in addresses {
             if let reason = refusal(host: host, address: address) {
                 throw Refusal(reason: "\(host): \(reason) (set WEBHOOK_ALLOW_PRIVATE=true or WEBHOOK_ALLOWED_HOSTS to allow it)")
@@ -70,6 +71,8 @@ public struct ReceiverGuard: Sendable, Equatable {
         public var reason: String
         public var description: String { "refused: \(reason)" }
     }
+
+    static let resolveSeconds = 5
 
     /// The addresses of `host`, or none if the lookup takes longer than `seconds`.
     static func resolveWithin(_ host: String, seconds: Int) async -> [IPAddress] {

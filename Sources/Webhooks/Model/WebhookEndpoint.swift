@@ -19,6 +19,8 @@ public struct WebhookEndpoint: Sendable, Equatable {
     public var consecutiveFailures: Int64
     public var failingSince: Timestamp?
     public var circuitOpenUntil: Timestamp?
+    /// How many times in a row the circuit opened: its first opening, then each failed probe.
+    public var circuitOpens: Int64 = 0
     /// Sealed (`SecretBox`) signing secrets: the current one, and the one it replaced while that is still valid.
     var sealedSecret: String
     var sealedPreviousSecret: String?

@@ -7,6 +7,8 @@ public enum WebhookError: ProblemConvertible, Equatable {
     case eventNotFound(String)
     case forbidden(String)
     case invalid(field: String, detail: String)
+    /// The owner has `WEBHOOK_MAX_ENDPOINTS_PER_OWNER` endpoints already.
+    case tooManyEndpoints(Int)
     /// Secrets are stored encrypted; this server cannot open them (a changed `WEBHOOK_SECRET_KEY`).
     case secretUnreadable(String)
 
@@ -16,6 +18,8 @@ public enum WebhookError: ProblemConvertible, Equatable {
         case .eventNotFound(let id): .notFound("No event \(id) that this endpoint receives.")
         case .forbidden(let detail): Problem(status: .forbidden, slug: "forbidden", title: "Forbidden", detail: detail)
         case .invalid(let field, let detail): .validation(field, detail)
+        case .tooManyEndpoints(let limit):
+            .conflict("too-many-endpoints", "This owner has \(limit) webhook endpoints already (WEBHOOK_MAX_ENDPOINTS_PER_OWNER); delete one first.", title: "Too many endpoints")
         case .secretUnreadable(let id):
             Problem(
                 status: .internalServerError, slug: "secret-unreadable", title: "Stored secret unreadable",

@@ -28,11 +28,17 @@ final class WebhookSender: Sendable {
     private let state = Mutex(State())
 
     struct State {
-        var clients: [String: HTTPClient] = [:]
-        /// Resolved and checked addresses, kept 10 s.
+        /// A client per (host, checked address), with the requests it is sending now and when it
+        /// was last used: at most `clientsKept`, those idle longest shut down first.
+        var clients: [String: (client: HTTPClient, inFlight: Int, used: ContinuousClock.Instant)] = [:]
+        /// Resolved and checked addresses, kept 10 s (at most `resolvedKept`).
         var resolved: [String: (address: IPAddress, until: ContinuousClock.Instant)] = [:]
         var closed = false
     }
+
+    /// The most HTTP clients kept (one per receiver host), and resolved hosts remembered.
+    static let clientsKept = 64
+    static let resolvedKept = 1_024
 
     init(guardrail: ReceiverGuard, timeoutSeconds: Int64, bodyLimit: Int) {
         self.guardrail = guardrail
@@ -56,6 +62,7 @@ final class WebhookSender: Sendable {
             return Answer(error: error.description, latencyMilliseconds: elapsed())
         }
         guard let client = client(host: host, address: address) else { return Answer(error: "the server is shutting down", latencyMilliseconds: 0) }
+        defer { finished(host: host, address: address) }
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
@@ -87,15 +94,37 @@ final class WebhookSender: Sendable {
         let now = ContinuousClock.now
         if let cached = state.withLock({ $0.resolved[host] }), cached.until > now { return cached.address }
         let address = try await guardrail.check(host: host)
-        state.withLock { $0.resolved[host] = (address, now + .seconds(10)) }
+        state.withLock { state in
+            if state.resolved.count >= Self.resolvedKept {
+                state.resolved = state.resolved.filter { $0.value.until > now }
+                if state.resolved.count >= Self.resolvedKept { state.resolved.removeAll() }
+            }
+            state.resolved[host] = (address, now + .seconds(10))
+        }
         return address
     }
 
+    /// The client for `host` at `address`, counted as sending one request more until `finished`.
     func client(host: String, address: IPAddress) -> HTTPClient? {
         let key = host + "|" + address.description
+        var retired: [HTTPClient] = []
+        defer {
+            // Clients no request uses, beyond the ones kept: shut down off the caller's path.
+            if !retired.isEmpty { Task { [retired] in for client in retired { try? await client.shutdown() } } }
+        }
         return state.withLock { state -> HTTPClient? in
             if state.closed { return nil }
-            if let client = state.clients[key] { return client }
+            if let kept = state.clients[key] {
+                state.clients[key] = (kept.client, kept.inFlight + 1, .now)
+                return kept.client
+            }
+            if state.clients.count >= Self.clientsKept {
+                let idle = state.clients.filter { $0.value.inFlight == 0 }.sorted { $0.value.used < $1.value.used }
+                for (name, entry) in idle.prefix(state.clients.count - Self.clientsKept + 1) {
+                    state.clients[name] = nil
+                    retired.append(entry.client)
+                }
+            }
             var configuration = HTTPClient.Configuration(
                 redirectConfiguration: .disallow,
                 timeout: .init(connect: .seconds(min(timeoutSeconds, 10)), read: .seconds(timeoutSeconds)),
@@ -106,16 +135,26 @@ final class WebhookSender: Sendable {
             // retry connecting until the attempt's deadline, holding the worker for `timeout`).
             configuration.connectionPool.retryConnectionEstablishment = false
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-            state.clients[key] = client
+            state.clients[key] = (client, 1, .now)
             return client
         }
     }
+
+    func finished(host: String, address: IPAddress) {
+        let key = host + "|" + address.description
+        state.withLock { state in
+            if let kept = state.clients[key] { state.clients[key] = (kept.client, max(kept.inFlight - 1, 0), .now) }
+        }
+    }
+
+    /// How many clients are kept now.
+    var clientCount: Int { state.withLock { $0.clients.count } }
 
     func shutdown() async {
         let clients = state.withLock { state in
             state.closed = true
             defer { state.clients = [:] }
-            return Array(state.clients.values)
+            return state.clients.values.map(\.client)
         }
         for client in clients { try? await client.shutdown() }
     }

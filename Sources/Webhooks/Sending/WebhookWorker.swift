@@ -187,22 +187,26 @@ public final class WebhookWorker: Service, Sendable {
                 disabled.enabled = false
                 newEvents.append(service.event("webhook.endpoint.disabled", disabled, at: finished, reason: "gone"))
             } else if results.contains(.succeeded) {
-                if endpoint.consecutiveFailures != 0 || endpoint.failingSince != nil || endpoint.circuitOpenUntil != nil {
+                if endpoint.consecutiveFailures != 0 || endpoint.failingSince != nil || endpoint.circuitOpenUntil != nil || endpoint.circuitOpens != 0 {
                     changes.append(
                         SQLStatement(
-                            "UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL, circuit_open_until = NULL WHERE endpoint_id = ?",
+                            """
+                            UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL, circuit_open_until = NULL, circuit_opens = 0
+                            WHERE endpoint_id = ?
+                            """,
                             [.text(endpointID)]))
                 }
             } else if failures > 0 {
-                let total = endpoint.consecutiveFailures + failures
-                let openUntil = policy.circuitOpenUntil(failures: total, now: finished)
-                if let openUntil { releasedUntil[endpointID] = openUntil }
+                let circuit = policy.circuit(
+                    afterFailures: failures, consecutive: endpoint.consecutiveFailures, openUntil: endpoint.circuitOpenUntil, opens: endpoint.circuitOpens,
+                    now: finished)
+                if let openUntil = circuit.openUntil { releasedUntil[endpointID] = openUntil }
                 changes.append(
                     SQLStatement(
                         """
                         UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + ?, failing_since = COALESCE(failing_since, ?),
-                        circuit_open_until = ? WHERE endpoint_id = ?
-                        """, [.int(failures), .int(finished.milliseconds), SQLValue(openUntil?.milliseconds), .text(endpointID)]))
+                        circuit_open_until = ?, circuit_opens = ? WHERE endpoint_id = ?
+                        """, [.int(failures), .int(finished.milliseconds), SQLValue(circuit.openUntil?.milliseconds), .int(circuit.opens), .text(endpointID)]))
                 if let since = endpoint.failingSince, finished.milliseconds - since.milliseconds >= policy.disableAfter * 1000 {
                     changes.append(
                         SQLStatement(

@@ -49,7 +49,9 @@ enum WebhookSQL {
             postgres: [
                 // Starts at the log's head: what was committed before webhooks existed is not sent.
                 "INSERT INTO webhook_dispatch (id, tx_id, position) SELECT 1, COALESCE(MAX(tx_id), 0), COALESCE(MAX(position), 0) FROM events"
-            ] + queueTables(id: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY") + indexes)
+            ] + queueTables(id: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY") + indexes),
+        // How many times in a row the circuit opened (its first opening, then each failed probe).
+        Migration(version: 302, name: "webhooks: the circuit's openings", shared: ["ALTER TABLE webhook_endpoints ADD COLUMN circuit_opens BIGINT NOT NULL DEFAULT 0"]),
     ]
 
     /// Messages and attempts; only their generated ids differ between the databases.
@@ -98,7 +100,7 @@ enum WebhookSQL {
 
     static let endpointColumns = """
         endpoint_id, user_id, url, events, description, enabled, disabled_reason, start_tx, start_position, consecutive_failures, \
-        failing_since, circuit_open_until, secret, previous_secret, previous_secret_expires_at, created_at, updated_at
+        failing_since, circuit_open_until, secret, previous_secret, previous_secret_expires_at, created_at, updated_at, circuit_opens
         """
 
     static func endpoint(_ row: SQLRow) throws -> WebhookEndpoint {
@@ -107,7 +109,7 @@ enum WebhookSQL {
             description: try row.string(4), enabled: try row.bool(5), disabledReason: try row.optionalString(6),
             startAfter: EventID(transaction: try row.int(7), position: try row.int(8)), consecutiveFailures: try row.int(9),
             failingSince: try row.optionalInt(10).map(Timestamp.init(milliseconds:)), circuitOpenUntil: try row.optionalInt(11).map(Timestamp.init(milliseconds:)),
-            sealedSecret: try row.string(12), sealedPreviousSecret: try row.optionalString(13),
+            circuitOpens: try row.int(17), sealedSecret: try row.string(12), sealedPreviousSecret: try row.optionalString(13),
             previousSecretExpiresAt: try row.optionalInt(14).map(Timestamp.init(milliseconds:)),
             createdAt: Timestamp(milliseconds: try row.int(15)), updatedAt: Timestamp(milliseconds: try row.int(16)))
     }
@@ -118,7 +120,7 @@ enum WebhookSQL {
             .bool(endpoint.enabled), SQLValue(endpoint.disabledReason), .int(endpoint.startAfter.transaction), .int(endpoint.startAfter.position),
             .int(endpoint.consecutiveFailures), SQLValue(endpoint.failingSince?.milliseconds), SQLValue(endpoint.circuitOpenUntil?.milliseconds),
             .text(endpoint.sealedSecret), SQLValue(endpoint.sealedPreviousSecret), SQLValue(endpoint.previousSecretExpiresAt?.milliseconds),
-            .int(endpoint.createdAt.milliseconds), .int(endpoint.updatedAt.milliseconds),
+            .int(endpoint.createdAt.milliseconds), .int(endpoint.updatedAt.milliseconds), .int(endpoint.circuitOpens),
         ]
     }
 

@@ -42,7 +42,7 @@ struct WebhookStore: Sendable {
     static let endpointsChanged = SQLStatement("UPDATE webhook_dispatch SET endpoints_version = endpoints_version + 1 WHERE id = 1")
 
     func insert(_ endpoint: WebhookEndpoint, events newEvents: [NewEvent], answering output: some Sendable) async throws {
-        let marks = Array(repeating: "?", count: 17).joined(separator: ", ")
+        let marks = Array(repeating: "?", count: 18).joined(separator: ", ")
         try await storage.write(
             [SQLStatement("INSERT INTO webhook_endpoints (\(WebhookSQL.endpointColumns)) VALUES (\(marks))", WebhookSQL.binds(endpoint)), Self.endpointsChanged]
                 + events.append(newEvents), answering: output)
@@ -85,6 +85,16 @@ struct WebhookStore: Sendable {
     }
 
     /// Endpoints in id order after `cursor`; of one user, or every one (`userID` nil).
+    /// How many endpoints `userID` has (the admin's own, without a user, when nil).
+    func endpointCount(userID: String?) async throws -> Int {
+        let counted = if let userID {
+            try await storage.query("SELECT COUNT(*) FROM webhook_endpoints WHERE user_id = ?", [.text(userID)])
+        } else {
+            try await storage.query("SELECT COUNT(*) FROM webhook_endpoints WHERE user_id IS NULL")
+        }
+        return Int(try counted[0].int(0))
+    }
+
     func endpoints(userID: String?, after cursor: String?, limit: Int) async throws -> [WebhookEndpoint] {
         var sql = "SELECT \(WebhookSQL.endpointColumns) FROM webhook_endpoints WHERE endpoint_id > ?"
         var binds: [SQLValue] = [.text(cursor ?? "")]
