@@ -1,4 +1,5 @@
 import Access
+import Delivery
 @testable import Channels
 @testable import Webhooks
 import Foundation
@@ -116,5 +117,52 @@ struct HardeningTests {
         }
         #expect(sender.clientCount <= WebhookSender.clientsKept)
         await sender.shutdown()
+    }
+
+    @Test("the bot's session notifier retries a session it failed to read; it never moves past it")
+    func notifierRetriesFailedReads() async throws {
+        let location = try await TestDatabase.make()
+        let configuration = ServerConfiguration(database: location, logLevel: .error)
+        try await runMigrations(configuration, logger: TestDatabase.logger)
+        try await withDatabase(configuration, logger: TestDatabase.logger) { storage in
+            let ids = IDGenerator()
+            let access = AccessService(storage: storage, clock: .system, ids: ids, configuration: AccessConfiguration(), logger: TestDatabase.logger)
+            let connector = TelegramConnector(base: "http://127.0.0.1:9", box: nil)
+            let channels = ChannelService(
+                storage: storage, clock: .system, ids: ids, access: access, configuration: ChannelsConfiguration(publicBaseURL: nil), connector: connector)
+            let writer = DeliveryService(store: DeliveryService.makeStore(storage), clock: .system, ids: ids)
+            // The notifier reads sessions through a service of its own (another server's, say): nothing cached.
+            let reader = DeliveryService(store: DeliveryService.makeStore(storage), clock: .system, ids: ids)
+            let notifier = SessionNotifier(channels: channels, delivery: reader, logger: TestDatabase.logger, onMessages: {})
+            // A channel of ana's with her deliverer "d1" linked in chat 4242.
+            try await storage.write([
+                SQLStatement(
+                    """
+                    INSERT INTO channels (channel_id, kind, name, user_id, mode, bot_key, token_sealed, webhook_secret_sealed, default_package_value_cents,
+                        desired, status, since, generation, api_key_id, created_at, updated_at)
+                    VALUES ('ch-1', 'telegram', 'Entregas', 'ana', 'polling', 'bot-1', 'x', 'x', 0, 'disconnected', 'disconnected', 0, 0, 'k', 0, 0)
+                    """),
+                ChannelSQL.insertLink(
+                    ChannelLink(
+                        id: "link-1", channelID: "ch-1", role: .deliverer, userID: nil, delivererID: "d1", name: "Davi", baseSalaryCents: 0,
+                        commissionPerDeliveryCents: 0, telegramUserID: 4242, chatID: 4242, telegramUsername: nil, createdAt: Timestamp(milliseconds: 0))),
+            ])
+            _ = try await notifier.round()  // its cursor starts at the log's present
+            let session = try await writer.create(userID: "ana", name: "Lote", caller: .system)
+            _ = try await writer.addPackages(session.id, [NewPackage(barcode: "N1", valueCents: 100)], caller: .system)
+            _ = try await writer.start(session.id, deliverers: [NewDeliverer(delivererID: "d1", name: nil, baseSalaryCents: 0, commissionPerDeliveryCents: 0)], assignments: [:], caller: .system)
+            func queued() async throws -> Int64 { try await storage.query("SELECT COUNT(*) FROM channel_outbox WHERE chat_id = 4242")[0].int(0) }
+
+            // The session cannot be read for a moment: the round fails, the cursor stays, nothing is queued.
+            try await storage.write([SQLStatement("ALTER TABLE delivery_packages RENAME TO delivery_packages_away")])
+            await #expect(throws: (any Error).self) { while try await notifier.round() {} }
+            #expect(try await queued() == 0)
+            try await storage.write([SQLStatement("ALTER TABLE delivery_packages_away RENAME TO delivery_packages")])
+            // Readable again: the next round sends the deliverer its packages.
+            while try await notifier.round() {}
+            #expect(try await queued() == 2)
+            await connector.shutdown()
+        }
+        await TestDatabase.drop(location)
     }
 }

@@ -57,7 +57,15 @@ public final class SessionNotifier: Service, Sendable {
         var statements: [SQLStatement] = []
         var wrote = false
         for event in events where event.type == "delivery.session.started" || event.type == "delivery.session.completed" {
-            guard let sessionID = event.sessionID, let aggregate = try? await delivery.session(sessionID, caller: .system) else { continue }
+            guard let sessionID = event.sessionID else { continue }
+            let aggregate: DeliveryAggregate
+            do {
+                aggregate = try await delivery.session(sessionID, caller: .system)
+            } catch DeliveryError.sessionNotFound {
+                continue  // erased since: nobody to tell
+            }
+            // Any other failure ends the round before the cursor moves: the page is read again,
+            // and no session's messages are skipped.
             let messages = event.type == "delivery.session.started" ? try await packageMessages(aggregate) : try await summaries(aggregate)
             let now = channels.clock.now()
             for (channelID, message) in messages {
