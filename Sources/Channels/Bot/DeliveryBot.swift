@@ -308,7 +308,17 @@ public struct DeliveryBot: UpdateHandler {
 
     func currentSession(_ context: Context, _ reply: Reply) async throws -> DeliveryAggregate? {
         guard let id = reply.dialog.sessionID else { return nil }
-        return try? await delivery.session(id, caller: context.owner)
+        return try await session(id, caller: context.owner)
+    }
+
+    /// The session, or nil when it is gone or not this person's (a 404). Any other failure (the
+    /// database) is thrown: the update is tried again, never answered as if there were no session.
+    func session(_ id: String, caller: Caller) async throws -> DeliveryAggregate? {
+        do {
+            return try await delivery.session(id, caller: caller)
+        } catch DeliveryError.sessionNotFound {
+            return nil
+        }
     }
 
     func dashboard(_ context: Context, _ reply: Reply) async throws {
@@ -521,7 +531,7 @@ public struct DeliveryBot: UpdateHandler {
     func activeSession(of delivererID: String, _ context: Context) async throws -> DeliveryAggregate? {
         let sessions = try await delivery.sessions(userID: context.channel.userID, status: .active, cursor: nil, limit: 20, caller: .system).items
         for session in sessions {
-            if let aggregate = try? await delivery.session(session.id, caller: .system), aggregate.deliverer(id: delivererID) != nil { return aggregate }
+            if let aggregate = try await self.session(session.id, caller: .system), aggregate.deliverer(id: delivererID) != nil { return aggregate }
         }
         return nil
     }
@@ -545,7 +555,7 @@ public struct DeliveryBot: UpdateHandler {
                     final.say(chat, "✅ \(outcome.package.barcode) entregue!" + (left.map { $0 > 0 ? " Faltam \(BotTexts.packages($0))." : " Você terminou seus pacotes. 🎉" } ?? ""))
                 }
             case "fail":
-                guard let aggregate = try? await delivery.session(sessionID, caller: caller), let package = aggregate.package(id: packageID) else {
+                guard let aggregate = try await session(sessionID, caller: caller), let package = aggregate.package(id: packageID) else {
                     reply.say(chat, "Não encontrei esse pacote.")
                     return try await commit(reply, context)
                 }
