@@ -582,9 +582,7 @@ public final class ChannelService: Sendable {
         do {
             try await storage.write(
                 [
-                    SQLStatement(
-                        "UPDATE channel_invites SET revoked_at = ? WHERE invite_id = ? AND channel_id = ? AND used_at IS NULL AND revoked_at IS NULL",
-                        [.int(now.milliseconds), .text(inviteID), .text(id)], expectedChanges: 1)
+                    ChannelStore.revokeInvite(inviteID, channelID: id, at: now)
                 ] + events.append([event("channel.invite.revoked", channel, at: now) { $0.field("invite_id", inviteID) }]),
                 answering: invite)
         } catch StorageError.conflict {

@@ -156,15 +156,7 @@ public final class ConversationService: Sendable {
     /// caller's tenant (an admin: every tenant's, or `userID`'s).
     public func history(contact: String, userID requested: String? = nil, limit: Int, caller: Caller) async throws -> [Conversation] {
         let tenant = try ConversationAccess.tenant(caller, .read, requested: requested)
-        var sql = "SELECT \(ConversationSQL.columns) FROM conversations WHERE contact = ? AND archived_at IS NOT NULL"
-        var binds: [SQLValue] = [.text(contact)]
-        if let tenant {
-            sql += " AND user_id = ?"
-            binds.append(.text(tenant))
-        }
-        sql += " ORDER BY created_at DESC, conversation_id DESC LIMIT ?"
-        binds.append(.int(Int64(limit)))
-        return try await storage.query(sql, binds).map(ConversationSQL.conversation)
+        return try await store.archived(contact: contact, userID: tenant, limit: limit)
     }
 
     /// Erases a contact within the caller's tenant (an admin: every tenant's, or `userID`'s): live
@@ -174,22 +166,10 @@ public final class ConversationService: Sendable {
     public func erase(contact: String, userID requested: String? = nil, caller: Caller) async throws -> (conversations: Int, messages: Int) {
         let tenant = try ConversationAccess.tenant(caller, .change, requested: requested)
         let alongside = contactErasure(tenant, contact) + [IdempotencyStore.eraseAnswers(containing: "\"contact\":" + JSONValue.string(contact).canonicalText())]
-        var sql = "SELECT conversation_id FROM conversations WHERE contact = ?"
-        var binds: [SQLValue] = [.text(contact)]
-        if let tenant {
-            sql += " AND user_id = ?"
-            binds.append(.text(tenant))
-        }
-        let ids = try await storage.query(sql, binds).map { try $0.string(0) }
-
-        let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-        let messages = ids.isEmpty ? 0 : try await storage.query("SELECT COUNT(*) FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text))[0].int(0)
-        let erasing: [SQLStatement] = ids.isEmpty ? [] : [
-            SQLStatement("DELETE FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
-            SQLStatement("DELETE FROM conversations WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
-        ] + EventLog(dialect: storage.dialect).erase(sessionIDs: ids)
+        let (ids, messages) = try await store.contactConversations(contact, userID: tenant)
+        let erasing = ConversationSQL.erase(ids) + EventLog(dialect: storage.dialect).erase(sessionIDs: ids)
         try await storage.write(erasing + alongside)
         for id in ids { store.invalidate(id, below: .max) }
-        return (ids.count, Int(messages))
+        return (ids.count, messages)
     }
 }

@@ -308,3 +308,12 @@ extension ChannelStore {
         )
     }
 }
+
+extension ChannelStore {
+    /// Revokes an invite still unused and unrevoked (a conflict otherwise).
+    static func revokeInvite(_ id: String, channelID: String, at now: Timestamp) -> SQLStatement {
+        SQLStatement(
+            "UPDATE channel_invites SET revoked_at = ? WHERE invite_id = ? AND channel_id = ? AND used_at IS NULL AND revoked_at IS NULL",
+            [.int(now.milliseconds), .text(id), .text(channelID)], expectedChanges: 1)
+    }
+}

@@ -99,6 +99,16 @@ enum ConversationSQL {
             version: try row.int(14), messages: [])
     }
 
+    /// Deletes these conversations and their messages.
+    static func erase(_ ids: [String]) -> [SQLStatement] {
+        guard !ids.isEmpty else { return [] }
+        let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+        return [
+            SQLStatement("DELETE FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
+            SQLStatement("DELETE FROM conversations WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text)),
+        ]
+    }
+
     static func profileText(_ profile: LeadProfile) -> String { String(buffer: JSONResponse.encode(profile, capacity: 256)) }
 
     static func changes(from before: Conversation?, to after: Conversation) -> [SQLStatement] {
@@ -159,6 +169,34 @@ public struct ConversationSchema: AggregateSchema {
 public typealias ConversationStore = AggregateStore<ConversationSchema>
 
 extension AggregateStore where Schema == ConversationSchema {
+    /// A contact's archived conversations (of one tenant, or all), newest first, without messages.
+    func archived(contact: String, userID: String?, limit: Int) async throws -> [Conversation] {
+        var sql = "SELECT \(ConversationSQL.columns) FROM conversations WHERE contact = ? AND archived_at IS NOT NULL"
+        var binds: [SQLValue] = [.text(contact)]
+        if let userID {
+            sql += " AND user_id = ?"
+            binds.append(.text(userID))
+        }
+        sql += " ORDER BY created_at DESC, conversation_id DESC LIMIT ?"
+        binds.append(.int(Int64(limit)))
+        return try await storage.query(sql, binds).map(ConversationSQL.conversation)
+    }
+
+    /// The ids of a contact's conversations (of one tenant, or all) and how many messages they hold.
+    func contactConversations(_ contact: String, userID: String?) async throws -> (ids: [String], messages: Int) {
+        var sql = "SELECT conversation_id FROM conversations WHERE contact = ?"
+        var binds: [SQLValue] = [.text(contact)]
+        if let userID {
+            sql += " AND user_id = ?"
+            binds.append(.text(userID))
+        }
+        let ids = try await storage.query(sql, binds).map { try $0.string(0) }
+        guard !ids.isEmpty else { return ([], 0) }
+        let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+        let messages = try await storage.query("SELECT COUNT(*) FROM conversation_messages WHERE conversation_id IN (\(marks))", ids.map(SQLValue.text))[0].int(0)
+        return (ids, Int(messages))
+    }
+
     /// The id of the live conversation of (user_id, channel, contact), if there is one.
     func liveConversationID(userID: String, channel: String, contact: String) async throws -> String? {
         try await storage.query(
