@@ -272,7 +272,7 @@ struct Bench: AsyncParsableCommand {
             // the next turn of the next conversation (one user message), so none conflicts.
             var ids: [String] = []
             for index in 0..<conversations {
-                let id = try await client.json("POST", "/api/conversations", ["channel": "whatsapp", "contact": "55119\(String(format: "%08d", index))"])["conversation_id"] as? String ?? ""
+                let id = try await client.json("POST", "/api/conversations", ["channel": "whatsapp", "contact": "55119\(String(format: "%08d", index))", "user_id": "bench"])["conversation_id"] as? String ?? ""
                 _ = try await client.json("POST", "/api/conversations/\(id)/consent", ["given": true])
                 ids.append(id)
             }
