@@ -195,6 +195,29 @@ DEGRADATIONS = ["clean", "blur", "rotate-12", "rotate-90", "upside-down", "persp
 KINDS = ["s10", "ean13", "upca", "itf", "code39", "qr"]
 
 
+def many_scans(copies):
+    """A progressive JPEG (4000 x 3000, one grey) whose last scan is repeated `copies` times: about
+    125 KB, and each scan passes over the whole image (3,000 of them took libjpeg a minute)."""
+    plain = io.BytesIO()
+    Image.new("L", (4000, 3000), 128).save(plain, "JPEG", progressive=True, quality=90)
+    data = plain.getvalue()
+    index, last = 2, None
+    while index < len(data):
+        marker = data[index + 1]
+        if marker == 0xD9:
+            break
+        length = int.from_bytes(data[index + 2:index + 4], "big")
+        if marker == 0xDA:
+            end = index + 2 + length
+            while not (data[end] == 0xFF and data[end + 1] != 0x00 and not 0xD0 <= data[end + 1] <= 0xD7):
+                end += 1
+            last, index = (index, end), end
+        else:
+            index += 2 + length
+    scan = data[last[0]:last[1]]
+    return data[:last[1]] + scan * copies + data[last[1]:]
+
+
 def bad_images(outdir):
     """The refusal set: (file, what a scan must answer)."""
     import struct
@@ -236,6 +259,7 @@ def bad_images(outdir):
     cmyk = io.BytesIO()
     Image.new("L", (320, 200), 230).convert("CMYK").save(cmyk, "JPEG", quality=90)
     files["cmyk.jpg"] = cmyk.getvalue()  # a print file, not a photo: unsupported
+    files["many-scans.jpg"] = many_scans(3000)  # the progressive JPEG exploit: refused, never waited for
     for name, data in files.items():
         with open(os.path.join(outdir, name), "wb") as out:
             out.write(data)

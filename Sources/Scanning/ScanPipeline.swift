@@ -1,4 +1,5 @@
 import Foundation
+import Kernel
 import NIOPosix
 import Synchronization
 
@@ -67,15 +68,26 @@ public final class ScanPipeline: Sendable {
             pending.subtract(1, ordering: .relaxed)
             throw ScanError.busy
         }
-        defer { pending.subtract(1, ordering: .relaxed) }
-        let result: Result<ScanReport, ScanError> = try await Self.threads.runIfActive { [self] in
-            do throws(ScanError) {
-                return .success(try self.scanNow(bytes, known: known))
+        // The request waits for the budget (and a little more for the judging), never longer: a
+        // photo that is still being decoded then (a progressive JPEG of very many scans, say) is
+        // answered as too slow and its thread finishes on its own, counted as pending until it does.
+        let outcome = try await firstWithin(timeBudget + .milliseconds(500)) { [self] () async throws -> Result<ScanReport, ScanError> in
+            do {
+                return try await Self.threads.runIfActive { [self] in
+                    defer { pending.subtract(1, ordering: .relaxed) }
+                    do throws(ScanError) {
+                        return .success(try self.scanNow(bytes, known: known))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
             } catch {
-                return .failure(error)
+                pending.subtract(1, ordering: .relaxed)  // never ran: the pool is shutting down
+                throw error
             }
         }
-        return try result.get()
+        guard let outcome else { throw ScanError.tooSlow(budget: timeBudget) }
+        return try outcome.get()
     }
 
     /// The whole pipeline on the calling thread.

@@ -136,6 +136,11 @@ import Testing
             try await problem(try corpus.badBytes("image.gif"), .unprocessableContent, "unsupported-image", contentType: "image/gif")
             try await problem(try corpus.badBytes("cmyk.jpg"), .unprocessableContent, "unsupported-image")
             try await problem(try corpus.badBytes("eleven-mb.jpg"), .contentTooLarge, nil)
+            // A progressive JPEG of 3,000 scans (a minute of decoding without a limit): refused past
+            // 500 scans, and the answer never waits much past the time budget (4 s and half a second).
+            let started = ContinuousClock.now
+            try await problem(try corpus.badBytes("many-scans.jpg"), .unprocessableContent, nil)
+            #expect(ContinuousClock.now - started < .seconds(10))
             let photo = try corpus.bytes(corpus.photos[0].file)
             try await problem(photo, .unprocessableContent, "validation", query: "?intent=steal")
             try await problem(photo, .unprocessableContent, "validation", query: "?intent=deliver")
@@ -155,7 +160,7 @@ import Testing
             _ = try await Self.scan(client, session, photo, headers: [TestAuth.noKey: "1", .authorization: "Bearer nope"], expect: .unauthorized)
             // The refused images are attempts too (outcome error, the problem's type); the server still answers.
             let log = try await client.json(.get, "/api/sessions/\(session)/scans?limit=50")["items"]!.array
-            #expect(log.filter { $0["outcome"]?.string == "error" }.count == 7, "\(log.map { $0["error"]?.string ?? "-" })")
+            #expect(log.filter { $0["outcome"]?.string == "error" }.count == 8, "\(log.map { $0["error"]?.string ?? "-" })")
             #expect(try await client.json(.get, "/api/sessions/\(session)")["packages_total"]?.int == 0)
         }
     }

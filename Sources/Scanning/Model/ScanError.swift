@@ -10,6 +10,8 @@ public enum ScanError: ProblemConvertible, Equatable {
     case wrongState(String)
     /// Too many photos are being scanned at once.
     case busy
+    /// The photo was still being read when the time budget ran out (`SCAN_TIME_BUDGET`).
+    case tooSlow(budget: Duration)
 
     public var problem: Problem {
         switch self {
@@ -25,6 +27,11 @@ public enum ScanError: ProblemConvertible, Equatable {
                 detail: "The image is \(width)×\(height) pixels; at most \(limit) pixels are read.", field: "image")
         case .invalid(let field, let detail): .validation(field, detail)
         case .wrongState(let detail): .conflict("invalid-state", detail, title: "Wrong session state")
+        case .tooSlow(let budget):
+            Problem(
+                status: .unprocessableContent, slug: "image-too-slow", title: "Image too slow to read",
+                detail: "Reading this photo took longer than \(budget.components.seconds) s (SCAN_TIME_BUDGET); send a plain photo (not a progressive JPEG of many scans).",
+                field: "image")
         case .busy:
             {
                 var problem = Problem(
