@@ -68,26 +68,37 @@ public final class ScanPipeline: Sendable {
             pending.subtract(1, ordering: .relaxed)
             throw ScanError.busy
         }
-        // The request waits for the budget (and a little more for the judging), never longer: a
-        // photo that is still being decoded then (a progressive JPEG of very many scans, say) is
-        // answered as too slow and its thread finishes on its own, counted as pending until it does.
-        let outcome = try await firstWithin(timeBudget + .milliseconds(500)) { [self] () async throws -> Result<ScanReport, ScanError> in
-            do {
-                return try await Self.threads.runIfActive { [self] in
-                    defer { pending.subtract(1, ordering: .relaxed) }
-                    do throws(ScanError) {
-                        return .success(try self.scanNow(bytes, known: known))
-                    } catch {
-                        return .failure(error)
+        // The request waits for the budget (and half a second for the judging) once a thread has
+        // taken the photo, never longer: a photo still being decoded then (a progressive JPEG of
+        // very many scans, say) is answered as too slow, and its thread finishes on its own,
+        // counted as pending until it does. Time spent waiting for a thread does not count.
+        let limit = timeBudget + .milliseconds(500)
+        let first = FirstOutcome<ScanReport>()
+        let report = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ScanReport?, any Error>) in
+            first.set(continuation)
+            Task { [self] in
+                do {
+                    try await Self.threads.runIfActive { [self] in
+                        defer { pending.subtract(1, ordering: .relaxed) }
+                        let timer = Task {
+                            try await Task.sleep(for: limit)
+                            first.resume(.success(nil))
+                        }
+                        defer { timer.cancel() }
+                        do throws(ScanError) {
+                            first.resume(.success(try self.scanNow(bytes, known: known)))
+                        } catch {
+                            first.resume(.failure(error))
+                        }
                     }
+                } catch {
+                    pending.subtract(1, ordering: .relaxed)  // never ran: the pool is shutting down
+                    first.resume(.failure(error))
                 }
-            } catch {
-                pending.subtract(1, ordering: .relaxed)  // never ran: the pool is shutting down
-                throw error
             }
         }
-        guard let outcome else { throw ScanError.tooSlow(budget: timeBudget) }
-        return try outcome.get()
+        guard let report else { throw ScanError.tooSlow(budget: timeBudget) }
+        return report
     }
 
     /// The whole pipeline on the calling thread.
