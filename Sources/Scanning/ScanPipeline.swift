@@ -68,12 +68,13 @@ public final class ScanPipeline: Sendable {
             pending.subtract(1, ordering: .relaxed)
             throw ScanError.busy
         }
-        // The request waits for the budget (and half a second for the judging) once a thread has
-        // taken the photo, never longer: a photo still being decoded then (a progressive JPEG of
-        // very many scans, say) is answered as too slow, and its thread finishes on its own,
-        // counted as pending until it does. Time spent waiting for a thread does not count.
-        let limit = timeBudget + .milliseconds(500)
+        // Decoding is the one step the budget cannot stop between steps: a photo still being
+        // decoded when the budget is up (counted from when a thread takes it; a progressive JPEG
+        // of very many scans, say) is answered as too slow, and its thread finishes on its own,
+        // counted as pending until it does. Once decoded, the steps keep to the budget themselves.
+        let limit = timeBudget
         let first = FirstOutcome<ScanReport>()
+        let decoded = DecodeMark()
         let report = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ScanReport?, any Error>) in
             first.set(continuation)
             Task { [self] in
@@ -82,11 +83,11 @@ public final class ScanPipeline: Sendable {
                         defer { pending.subtract(1, ordering: .relaxed) }
                         let timer = Task {
                             try await Task.sleep(for: limit)
-                            first.resume(.success(nil))
+                            if !decoded.isSet { first.resume(.success(nil)) }
                         }
                         defer { timer.cancel() }
                         do throws(ScanError) {
-                            first.resume(.success(try self.scanNow(bytes, known: known)))
+                            first.resume(.success(try self.scanNow(bytes, known: known, afterDecoding: decoded.set)))
                         } catch {
                             first.resume(.failure(error))
                         }
@@ -101,11 +102,12 @@ public final class ScanPipeline: Sendable {
         return report
     }
 
-    /// The whole pipeline on the calling thread.
-    public func scanNow(_ bytes: [UInt8], known: [String]) throws(ScanError) -> ScanReport {
+    /// The whole pipeline on the calling thread (`afterDecoding` is called once the photo is decoded).
+    public func scanNow(_ bytes: [UInt8], known: [String], afterDecoding: () -> Void = {}) throws(ScanError) -> ScanReport {
         let clock = ContinuousClock()
         let started = clock.now
         let image = try decoder.decode(bytes)
+        afterDecoding()
         let decoded = ScanStep(step: "decode", variant: "original", elapsedMS: Self.milliseconds(clock.now - started), result: ["\(image.width)x\(image.height)"])
         return scan(image, known: known, started: started, steps: [decoded])
     }
@@ -324,4 +326,11 @@ extension Double {
         let factor = pow(10, Double(places))
         return (self * factor).rounded() / factor
     }
+}
+
+/// Set once a photo is decoded: the time limit on waiting for a scan applies to decoding only.
+final class DecodeMark: Sendable {
+    private let done = Atomic<Bool>(false)
+    var isSet: Bool { done.load(ordering: .acquiring) }
+    func set() { done.store(true, ordering: .releasing) }
 }
